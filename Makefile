@@ -1,0 +1,43 @@
+# vlmerge: every command a researcher or CI needs. `make help` lists them.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install export check-sync test test-fast test-slow docs clean lab
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
+
+$(STAMP): requirements.txt settings.ini setup.py
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned requirements and vlmerge (editable)
+
+export: $(STAMP)  ## notebooks -> library, clean notebooks, README from nbs/index.ipynb
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(PY) tools/readme.py
+
+check-sync: $(STAMP)  ## fail if nbdev_export / nbdev_clean / the README would change a file
+	$(PY) tools/check_sync.py
+
+test: check-sync  ## every test: notebooks (nbdev_test) then pytest tests/
+	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/pytest tests/
+
+test-slow: $(STAMP)  ## the notebooks' slow cells too
+	$(BIN)/nbdev_test --n_workers 2 --flags slow
+
+docs: $(STAMP)  ## build the static documentation site under _docs/ (offline; nbdev_docs where Quarto exists)
+	$(PY) tools/build_docs.py
+
+lab: $(STAMP)  ## open the notebooks in JupyterLab
+	$(BIN)/jupyter lab nbs
+
+clean:  ## remove build output (not the venv)
+	rm -rf _docs _proc build dist *.egg-info .pytest_cache
