@@ -26,12 +26,14 @@ export: $(STAMP)  ## notebooks -> library, clean notebooks, README from nbs/inde
 check-sync: $(STAMP)  ## fail if nbdev_export / nbdev_clean / the README would change a file
 	$(PY) tools/check_sync.py
 
+# Two notebook processes on two cores: one math thread each (more threads per process oversubscribe the cores and
+# spin, which makes small models many times slower).
 test: check-sync  ## every test: notebooks (nbdev_test) then pytest tests/
-	$(BIN)/nbdev_test --n_workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
 	$(BIN)/pytest tests/
 
 test-slow: $(STAMP)  ## the notebooks' slow cells too
-	$(BIN)/nbdev_test --n_workers 2 --flags slow
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --flags slow
 
 docs: $(STAMP)  ## build the static documentation site under _docs/ (offline; nbdev_docs where Quarto exists)
 	$(PY) tools/build_docs.py

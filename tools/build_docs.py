@@ -8,7 +8,8 @@ executed top to bottom (cells flagged with settings.ini's `tst_flags`, e.g. slow
 shown but not run), and written as one HTML page with a navigation sidebar. Exported source is
 kept in a folded "source" block under its API entry. `nbdev_docs` still works where Quarto exists."""
 import argparse, html, json, os, re, shutil, sys
-from concurrent.futures import ProcessPoolExecutor
+import subprocess, tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,12 +182,19 @@ def main(argv=None):
     ap.add_argument('--out', default=str(ROOT/'_docs'), help='output folder (replaced when the build succeeds)')
     ap.add_argument('--only', nargs='*', help='notebook stems to build (default all)')
     ap.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument('--execute', nargs=2, metavar=('NOTEBOOK', 'JSON'), help=argparse.SUPPRESS)  # one notebook, in its own process
     a = ap.parse_args(argv)
+    if a.execute:
+        Path(a.execute[1]).write_text(json.dumps(execute(Path(a.execute[0]))))
+        return
     paths = notebooks(a.only)
-    sys.path.insert(0, str(ROOT/'tools'))
-    import multiprocessing as mp, build_docs  # workers unpickle `build_docs.execute`: IPython replaces their __main__
-    with ProcessPoolExecutor(a.workers, mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
-        results = list(ex.map(build_docs.execute, paths))
+    with tempfile.TemporaryDirectory() as td:
+        def run_one(p):
+            dest = Path(td)/f'{p.stem}.json'
+            r = subprocess.run([sys.executable, __file__, '--execute', str(p), str(dest)], capture_output=True, text=True)
+            if r.returncode: raise SystemExit(f"docs: executing {p.name} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+            return json.loads(dest.read_text())
+        with ThreadPoolExecutor(a.workers) as ex: results = list(ex.map(run_one, paths))
     pages = []
     for p, (fm_title, fm_sub, cells) in zip(paths, results):
         title, sub, cells = _title_cell(cells)
