@@ -34,7 +34,8 @@ class Attention(nn.Module):
                ):
         B, S, D = x.shape
         b = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
-        q, k, v = F.linear(x, self.qkv.weight, b).view(B, S, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, S, Dh)
+        # call the module (not F.linear on its weight) so that forward hooks on qkv see its input (RegMean's Gram matrices)
+        q, k, v = (self.qkv(x) + b).view(B, S, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, S, Dh)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, S, Dh)
         return self.proj(x.transpose(1, 2).reshape(B, S, D))
 

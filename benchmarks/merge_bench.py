@@ -1,0 +1,133 @@
+"""Benchmark of `vlmerge merge` (not a test): three 110M-parameter fp32 models plus a base, merged with linear,
+task arithmetic, TIES and RegMean, each in a fresh process.
+
+    .venv/bin/python benchmarks/merge_bench.py [--dir benchmarks/out] [--threads 2] [--methods linear,ties]
+
+Prints, per method: wall time from process start to finish, the part of it spent after `import torch`, and peak
+resident anonymous memory (RssAnon, sampled every 2 ms), absolute and above the baseline of a process that has only
+imported torch. The models (BERT-base shapes, 110M parameters, 440 MB each) and the RegMean Gram matrices are
+generated once under --dir (about 5 GB) and reused."""
+import argparse, json, os, subprocess, sys, threading, time
+from pathlib import Path
+
+T0 = time.time()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rss_anon():
+    for l in open('/proc/self/status'):
+        if l.startswith('RssAnon:'): return int(l.split()[1]) * 1024
+    return 0
+
+
+class PeakSampler(threading.Thread):
+    "Sample this process's RssAnon every `dt` seconds; `.peak` is the largest value seen."
+    def __init__(self, dt=0.002):
+        super().__init__(daemon=True); self.dt, self.peak, self.stop = dt, _rss_anon(), False
+    def run(self):
+        while not self.stop: self.peak = max(self.peak, _rss_anon()); time.sleep(self.dt)
+    def finish(self):
+        self.stop = True; self.join(); self.peak = max(self.peak, _rss_anon()); return self.peak
+
+
+def shapes(width=768, depth=12, mlp=3072, vocab=30522, positions=512):
+    "BERT-base-like tensor shapes (110M parameters)."
+    s = {'embeddings.word.weight': (vocab, width), 'embeddings.position.weight': (positions, width),
+         'embeddings.type.weight': (2, width), 'embeddings.norm.weight': (width,), 'embeddings.norm.bias': (width,)}
+    for i in range(depth):
+        p = f'encoder.layers.{i}.'
+        s |= {p + 'attn.qkv.weight': (3 * width, width), p + 'attn.qkv.bias': (3 * width,), p + 'attn.proj.weight': (width, width),
+              p + 'attn.proj.bias': (width,), p + 'norm1.weight': (width,), p + 'norm1.bias': (width,),
+              p + 'mlp.fc1.weight': (mlp, width), p + 'mlp.fc1.bias': (mlp,), p + 'mlp.fc2.weight': (width, mlp),
+              p + 'mlp.fc2.bias': (width,), p + 'norm2.weight': (width,), p + 'norm2.bias': (width,)}
+    return s | {'pooler.weight': (width, width), 'pooler.bias': (width,)}
+
+
+def generate(d:Path):
+    "Write base + three fine-tuned models (base + small noise) and Gram matrices for their linear layers."
+    import torch
+    from vlmerge.core import save_sharded
+    sh = shapes()
+    n = sum(torch.Size(s).numel() for s in sh.values())
+    g = torch.Generator().manual_seed(0)
+    base = {k: torch.randn(s, generator=g) * 0.02 for k, s in sh.items()}
+    if not (d/'base'/'model.safetensors.index.json').exists(): save_sharded(base, d/'base', max_shard_bytes=2**30)
+    for i, name in enumerate('abc'):
+        if (d/name/'model.safetensors.index.json').exists(): continue
+        ft = {k: v + torch.randn(v.shape, generator=g) * 0.002 for k, v in base.items()}
+        save_sharded(ft, d/name, max_shard_bytes=2**30); del ft
+    for name in 'abc':
+        p = d/f'grams_{name}'
+        if (p/'model.safetensors.index.json').exists(): continue
+        G = {}
+        for k, s in sh.items():
+            if len(s) == 2 and not k.startswith('embeddings'):
+                A = torch.randn(s[1], 32, generator=g, dtype=torch.float64)
+                G[k] = A @ A.T + s[1] * torch.eye(s[1], dtype=torch.float64)
+        save_sharded(G, p, max_shard_bytes=2**30); del G
+    return n
+
+
+def configs(d:Path, threads):
+    m = [f'{d}/{n}' for n in 'abc']
+    return {
+        'linear': {'merge_method': 'linear', 'models': [{'model': x} for x in m]},
+        'task_arithmetic': {'merge_method': 'task_arithmetic', 'base_model': f'{d}/base', 'parameters': {'lambda': 0.75},
+                            'models': [{'model': x} for x in m]},
+        'ties': {'merge_method': 'ties', 'base_model': f'{d}/base', 'parameters': {'density': 0.2},
+                 'models': [{'model': x} for x in m]},
+        'regmean': {'merge_method': 'regmean', 'models': [{'model': x, 'statistics': f'{d}/grams_{n}'} for x, n in zip(m, 'abc')]},
+    }
+
+
+def child(method, cfg_path, out, threads):
+    "Runs in a fresh process: sample memory, import, merge, report."
+    s = PeakSampler(); s.start()
+    import torch
+    t_import = time.time()
+    base = _rss_anon()
+    from vlmerge.merge.config import merge_command
+    merge_command([cfg_path, '--out', out, '--no-progress', '--threads', str(threads)])
+    peak = s.finish()
+    print(json.dumps({'peak': peak, 'after_import_s': time.time() - t_import, 'rss_after_torch': base}))
+
+
+def baseline():
+    s = PeakSampler(); s.start()
+    import torch
+    time.sleep(0.2)
+    print(json.dumps({'peak': s.finish()}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--dir', default=str(ROOT/'benchmarks'/'out'))
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--methods', default='linear,task_arithmetic,ties,regmean')
+    ap.add_argument('--repeat', type=int, default=1, help='runs per method (the fastest is reported)')
+    a = ap.parse_args()
+    d = Path(a.dir); d.mkdir(parents=True, exist_ok=True)
+    t = time.time(); n = generate(d); print(f"models ready under {d} ({n/1e6:.1f}M parameters each, {time.time()-t:.0f} s)")
+    py = sys.executable
+    b = json.loads(subprocess.run([py, __file__, '_baseline'], capture_output=True, text=True, check=True).stdout)['peak']
+    print(f"baseline (only `import torch`): RssAnon peak {b/2**20:.0f} MiB; {os.cpu_count()} cores, {a.threads} merge threads")
+    print(f"{'method':18s}{'wall s':>9s}{'after import s':>16s}{'peak RssAnon MiB':>18s}{'above baseline MiB':>20s}")
+    import yaml
+    for m, cfg in configs(d, a.threads).items():
+        if m not in a.methods.split(','): continue
+        cp = d/f'{m}.yaml'; cp.write_text(yaml.safe_dump(cfg))
+        best = None
+        for _ in range(a.repeat):
+            t = time.time()
+            r = subprocess.run([py, __file__, '_child', m, str(cp), str(d/f'merged_{m}'), str(a.threads)], capture_output=True, text=True)
+            wall = time.time() - t
+            if r.returncode: print(r.stderr); sys.exit(r.returncode)
+            res = json.loads(r.stdout.strip().splitlines()[-1]) | {'wall': wall}
+            if best is None or res['wall'] < best['wall']: best = res
+        print(f"{m:18s}{best['wall']:9.2f}{best['after_import_s']:16.2f}{best['peak']/2**20:18.0f}{(best['peak']-b)/2**20:20.0f}")
+
+
+if __name__ == '__main__':
+    if len(sys.argv) > 1 and sys.argv[1] == '_child': child(*sys.argv[2:5], int(sys.argv[5]))
+    elif len(sys.argv) > 1 and sys.argv[1] == '_baseline': baseline()
+    else: main()
