@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install export check-sync test test-fast test-slow docs clean lab
+.PHONY: help install export check-sync test test-slow docs demo clean lab
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -37,6 +37,9 @@ test-slow: $(STAMP)  ## the notebooks' slow cells too
 
 docs: $(STAMP)  ## build the static documentation site under _docs/ (offline; nbdev_docs where Quarto exists)
 	$(PY) tools/build_docs.py
+
+demo: $(STAMP)  ## the main job: a small study grid on the built-in world (report under runs/demo)
+	$(BIN)/vlmerge demo --out runs/demo
 
 lab: $(STAMP)  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab nbs

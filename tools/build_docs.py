@@ -78,7 +78,7 @@ def execute(path):
     from nbdev.frontmatter import FrontmatterProc
     from nbdev.processors import populate_language, add_show_docs, strip_ansi, hide_line, filter_stream_
     from fastcore.xtras import working_directory
-    flags = set(cfg().get('tst_flags', '').split('|')) - {''}
+    flags = set(cfg().get('tst_flags', '').split()) - {''}
     nb = read_nb(path)
     NBProcessor(path, procs=[FrontmatterProc, populate_language, add_show_docs], nb=nb, process=True)
     fm = getattr(nb, 'frontmatter_', {}) or {}

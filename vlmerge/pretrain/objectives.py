@@ -77,7 +77,7 @@ class PretrainHeads(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=cfg.init_std)
                 if m.bias is not None: nn.init.zeros_(m.bias)
 
-# %% ../../nbs/03a_pretrain.objectives.ipynb #011e00bd
+# %% ../../nbs/03a_pretrain.objectives.ipynb #25bbdaad
 OBJECTIVES = ('itc', 'itm', 'mlm')
 
 class PretrainModel(nn.Module):
@@ -134,4 +134,4 @@ def pretrain_loss(model, # a PretrainModel (possibly wrapped in DDP)
     "Loss function for `vlmerge.train.train`: the sum of the objectives' losses, and every term to log."
     terms = model(batch)
     loss = sum(terms[k] for k in OBJECTIVES if k in terms)
-    return loss, {k: float(v) for k, v in terms.items()}
+    return loss, {k: float(v.detach()) for k, v in terms.items()}

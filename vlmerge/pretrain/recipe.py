@@ -86,16 +86,18 @@ def pretrain_data(dc:DataConfig, # the data config
         tok = load_tokenizer(dc.tokenizer, max_len)
     return ds, tok
 
-# %% ../../nbs/03b_pretrain.recipe.ipynb #a6fb016f
+# %% ../../nbs/03b_pretrain.recipe.ipynb #c4a97806
 def save_model(folder:str|Path, # destination (replaced atomically)
                backbone:VLTransformer, heads:PretrainHeads|None=None,
                w0:dict|None=None, # seed weights W0 of the backbone (any state dict)
-               extra:dict|None=None # JSON-able notes written to vlmerge.json
+               extra:dict|None=None, # JSON-able notes written to vlmerge.json
+               tokenizer=None # the tokenizer the model was trained with (saved beside it)
               ) -> Path:
-    "Write a model folder: HF checkpoint of the backbone, heads.safetensors, w0.safetensors, vlmerge.json."
+    "Write a model folder: HF checkpoint of the backbone, heads.safetensors, w0.safetensors, the tokenizer, vlmerge.json."
     folder = Path(folder)
     with atomic_path(folder) as t:
         backbone.save_pretrained(str(t), safe_serialization=True)
+        if tokenizer is not None: tokenizer.save_pretrained(str(t))
         if heads is not None: save_sd(heads.state_dict(), t/'heads.safetensors')
         if w0 is not None: save_sd(w0, t/'w0.safetensors')
         (t/'vlmerge.json').write_text(json.dumps(extra or {}, indent=2) + '\n')
@@ -112,8 +114,8 @@ def load_model(folder:str|Path # a model folder written by `save_model` (or any 
         heads = PretrainHeads(bb.cfg); heads.load_state_dict(load_sd(folder/'heads.safetensors'))
     return bb, heads
 
-# %% ../../nbs/03b_pretrain.recipe.ipynb #d972e1aa
-def _stage(name, backbone, heads, cfg, tcfg, ds, collate, out, resume, w0=None, progress=True):
+# %% ../../nbs/03b_pretrain.recipe.ipynb #b9e3f933
+def _stage(name, backbone, heads, cfg, tcfg, ds, collate, out, resume, w0=None, progress=True, tok=None):
     "Train one stage and export its model folder (skipped when it exists already)."
     d = Path(out)/name; folder = d/'model'
     rank = dist_info()[0]
@@ -123,7 +125,7 @@ def _stage(name, backbone, heads, cfg, tcfg, ds, collate, out, resume, w0=None, 
     pm = PretrainModel(backbone, heads, cfg.objectives)
     res = train(pm, pretrain_loss, ds, collate, tcfg, d, resume=resume, progress=progress)
     if rank == 0:
-        save_model(folder, pm.backbone, pm.heads, w0, {'stage': name, 'steps': tcfg.steps, 'loss': res.get('loss')})
+        save_model(folder, pm.backbone, pm.heads, w0, {'stage': name, 'steps': tcfg.steps, 'loss': res.get('loss')}, tok)
         if resume is not None: save_config(cfg, Path(out)/'pretrain.yaml')
     if dist.is_available() and dist.is_initialized(): dist.barrier()
     return folder
@@ -155,7 +157,7 @@ def run_pretrain(cfg:PretrainConfig, # the run
         else:
             seed_bb = VLTransformer(agnostic(mcfg)); _init_pretrained(seed_bb, cfg)
             stc = dataclasses.replace(cfg.train, **{**cfg.seed_train, 'steps': cfg.k_seed})
-            seed_folder = _stage('seed', seed_bb, None, cfg, stc, ds, collate, out, resume, progress=progress)
+            seed_folder = _stage('seed', seed_bb, None, cfg, stc, ds, collate, out, resume, progress=progress, tok=tok)
         seed_bb, heads = load_model(seed_folder)
         if seed_bb.cfg != agnostic(mcfg): fail(f"{seed_folder}: its config does not match the model's sizes ({seed_bb.cfg} vs {agnostic(mcfg)})")
         w0 = seed_bb.state_dict()
@@ -167,7 +169,7 @@ def run_pretrain(cfg:PretrainConfig, # the run
             from vlmerge.models.keymap import fold
             w0 = fold(backbone.state_dict(), mcfg, lambda ts: ts[0])
             backbone.load_state_dict(split(w0, mcfg))
-    return _stage('pretrain', backbone, heads, cfg, cfg.train, ds, collate, out, resume, w0, progress)
+    return _stage('pretrain', backbone, heads, cfg, cfg.train, ds, collate, out, resume, w0, progress, tok)
 
 def _init_pretrained(model, cfg):
     "Load `cfg.init` pretrained weights (timm ViT, local BERT) into `model`, printing the reports."

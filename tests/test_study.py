@@ -1,0 +1,62 @@
+"""`vlmerge study` end to end on a minimal grid: every output file, and resume after a kill skips finished cells."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+MINI = """seeds: [0]
+k_seed: [0, 2]
+steps: 2
+methods: [{method: interpolation, alpha: 0.5}, {method: arithmetic, lambda: 1.0}, {method: regmean, alpha: 0.9}]
+tasks: [classification, nlvr2]
+alpha_curve: [0.0, 1.0]
+gram_batches: 1
+pretrain: {batch_size: 8, lr: 0.001, warmup: 0, log_every: 1}
+finetune: {train: {steps: 2, batch_size: 8}}
+"""
+OUTPUTS = ['distances.csv', 'index.html', 'index.md', 'interpolation_alpha.png', 'predictors.md', 'results.csv',
+           'metric_vs_score.png', 'score_vs_kseed.png', 'study.yaml', 'tables.md']
+
+
+def study(*args, **kw):
+    return subprocess.run([str(BIN/'vlmerge'), 'study', *map(str, args)], env=ENV, capture_output=True, text=True, **kw)
+
+
+def test_minimal_grid_and_resume(tmp_path):
+    (tmp_path/'s.yaml').write_text(MINI)
+    out = tmp_path/'out'
+    p = subprocess.Popen([str(BIN/'vlmerge'), 'study', str(tmp_path/'s.yaml'), '--out', str(out)], env=ENV,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(out.glob('cells/*/result.json')) and time.time() < deadline and p.poll() is None: time.sleep(0.05)
+    p.send_signal(signal.SIGKILL); p.wait()
+    done = {f: f.stat().st_mtime_ns for f in out.glob('cells/*/result.json')}
+    assert done, 'no cell finished before the kill'
+    r = study(tmp_path/'s.yaml', '--out', out)
+    assert r.returncode == 0, r.stderr
+    assert all(f.stat().st_mtime_ns == t for f, t in done.items())          # finished cells were skipped
+    cells = sorted(p.parent.name for p in out.glob('cells/*/result.json'))
+    assert len(cells) == 2 * (3 + 1) + 1                                     # 2 k_seed x (3 merges + unmerged) + agnostic
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(OUTPUTS)
+    rows = (out/'results.csv').read_text().splitlines()
+    header = rows[0].split(',')
+    assert {'id', 'kind', 'k_seed', 'method', 'task', 'metric', 'value', 'tau_ssd'} <= set(header)
+    tasks = {row.split(',')[header.index('task')] for row in rows[1:]}
+    assert tasks == {'classification', 'nlvr2', 'zero_shot_retrieval', 'zero_shot_classification'}
+    md = (out/'tables.md').read_text()
+    assert '### classification (top1)' in md and '| agnostic |' in md and '± ' in md
+    res = json.loads((out/'cells'/'s0-k2-specific-merged-regmean_alpha_0.9'/'result.json').read_text())
+    assert set(res['scores']) >= {'classification', 'nlvr2'} and 0 <= res['distances']['tau_ssd'] <= 1
+    assert 'Study' in (out/'index.html').read_text()
+
+
+def test_report_only_and_bad_config(tmp_path):
+    (tmp_path/'bad.yaml').write_text('variants: [agnostic]\n')
+    r = study(tmp_path/'bad.yaml', '--out', tmp_path/'o')
+    assert r.returncode == 2 and "'agnostic' is not a modality-specific variant" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    (tmp_path/'s.yaml').write_text(MINI)
+    r = study(tmp_path/'s.yaml', '--out', tmp_path/'empty', '--report-only')
+    assert r.returncode == 2 and 'no finished cells' in r.stderr
+    r = study(tmp_path/'s.yaml', '--out', tmp_path/'o2', '--shard', '3/2')
+    assert r.returncode == 2 and '--shard' in r.stderr
