@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 # %% auto #0
 __all__ = ['INDEX_NAME', 'SINGLE_NAME', 'COMMANDS', 'VLMergeError', 'fail', 'set_seed', 'rng_state', 'set_rng_state',
            'get_device', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'save_sd', 'sd_equal', 'ShardWriter',
-           'save_sharded', 'CheckpointReader', 'open_checkpoint', 'load_sd', 'from_dict', 'to_dict', 'load_config',
-           'save_config', 'human_count', 'sd_numel', 'command']
+           'save_sharded', 'CheckpointReader', 'open_checkpoint', 'load_sd', 'from_dict', 'to_dict', 'apply_sets',
+           'load_config', 'save_config', 'human_count', 'sd_numel', 'command']
 
 # %% ../nbs/00_core.ipynb #a98e1a51
 class VLMergeError(Exception):
@@ -308,17 +308,34 @@ def to_dict(obj) -> dict:
     "A dataclass as a plain dict (nested dataclasses too)."
     return dataclasses.asdict(obj)
 
-# %% ../nbs/00_core.ipynb #f57b714d
+# %% ../nbs/00_core.ipynb #6c505e9b
+def apply_sets(d:dict, # a nested dict (from YAML), changed in place
+               sets:list|None # overrides 'key.sub=value', values parsed as YAML
+              ) -> dict:
+    "Apply command-line `--set key.sub=value` overrides to a nested dict; return it."
+    import yaml
+    for s in sets or []:
+        if '=' not in s: fail(f"--set {s!r}: expected KEY=VALUE")
+        k, v = s.split('=', 1); node = d; parts = k.split('.')
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict): fail(f"--set {s!r}: '{p}' is not a mapping")
+        node[parts[-1]] = yaml.safe_load(v)
+    return d
+
 def load_config(cls, # a dataclass type
-                path:str|Path # a .yaml/.yml or .json file
+                path:str|Path, # a .yaml/.yml or .json file
+                sets:list|None=None # `--set key.sub=value` overrides applied before checking
                ):
-    "Read a YAML or JSON file into dataclass `cls`."
+    "Read a YAML or JSON file into dataclass `cls`, with optional command-line overrides."
     import yaml
     path = Path(path)
     if not path.exists(): fail(f"{path}: no such file")
     try: d = json.loads(path.read_text()) if path.suffix == '.json' else yaml.safe_load(path.read_text())
     except (json.JSONDecodeError, yaml.YAMLError) as e: fail(f"{path}: cannot parse ({str(e).splitlines()[0]})")
-    return from_dict(cls, d or {}, str(path))
+    if d is None: d = {}
+    if not isinstance(d, dict): fail(f"{path}: expected a mapping at the top, got {type(d).__name__}")
+    return from_dict(cls, apply_sets(d, sets), str(path))
 
 def save_config(obj, # a dataclass instance
                 path:str|Path # .yaml/.yml or .json destination

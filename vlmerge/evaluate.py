@@ -8,7 +8,7 @@ import argparse, dataclasses, json, math, time, typing
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
-from .core import fail, from_dict, to_dict, get_device, atomic_write_json, command
+from .core import fail, from_dict, to_dict, get_device, atomic_write_json, command, apply_sets
 from .data.world import IGNORE_INDEX, normalize_answer
 from .models.config import VLConfig
 from .heads import (TASKS, TaskModel, RetrievalHead, load_backbone, load_task_model, read_task_info)
@@ -288,7 +288,6 @@ def _check_tokenizer(tok, cfg, folder):
 @command('evaluate', help='score a model folder on a downstream task (fine-tuned head, or zero-shot retrieval/classification)')
 def evaluate_cmd(argv:list):
     "`vlmerge evaluate CHECKPOINT [--task T] [--split S] [--out FILE] [--set data.KEY=VALUE ...]`"
-    from vlmerge.pretrain.recipe import _apply_sets
     p = argparse.ArgumentParser(prog='vlmerge evaluate', description='Score a model folder on a downstream task and write the scores as JSON.')
     p.add_argument('checkpoint', help='a model folder (fine-tuned, pre-trained or merged)')
     p.add_argument('--task', choices=TASKS, help='the task (default: the fine-tuned folder\'s)')
@@ -305,7 +304,7 @@ def evaluate_cmd(argv:list):
     bad = [s for s in a.set if not s.startswith('data.')]
     if bad: fail(f"--set {bad[0]!r}: only data.KEY=VALUE settings apply here")
     base = dict(info['data']) if info and 'data' in info else {}
-    data = from_dict(TaskData, _apply_sets({'data': base}, a.set)['data'], 'data') if (a.set or base) else None
+    data = from_dict(TaskData, apply_sets({'data': base}, a.set)['data'], 'data') if (a.set or base) else None
     t0 = time.perf_counter()
     scores = evaluate_checkpoint(folder, task, data, a.split, a.batch_size, a.device)
     res = {'checkpoint': str(folder), 'task': task, 'split': a.split, 'mode': 'fine-tuned' if info else 'zero-shot',

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 import torch.distributed as dist
-from .core import fail, from_dict, to_dict, save_config, atomic_write_json, set_seed, get_device, command
+from .core import fail, from_dict, to_dict, save_config, load_config, atomic_write_json, set_seed, get_device, command
 from .train import TrainConfig, train, init_distributed, dist_info
 from .heads import TASKS, new_task_model, save_task_model, load_backbone, loss_for
 from .evaluate import TaskData, load_task_data, task_tokenizer, task_collate, evaluate_model, _check_tokenizer
@@ -115,14 +115,7 @@ def read_finetune_config(path:str|Path, # a YAML file
                          sets:list|None=None # KEY=VALUE overrides
                         ) -> FinetuneConfig:
     "Read a fine-tuning YAML, applying `--set` overrides."
-    import yaml
-    from vlmerge.pretrain.recipe import _apply_sets
-    path = Path(path)
-    if not path.exists(): fail(f"{path}: no such file")
-    try: d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: fail(f"{path}: cannot parse ({str(e).splitlines()[0]})")
-    if not isinstance(d, dict): fail(f"{path}: expected a mapping")
-    return from_dict(FinetuneConfig, _apply_sets(d, sets), str(path))
+    return load_config(FinetuneConfig, path, sets)
 
 @command('finetune', help='fine-tune a model folder on a downstream task, evaluate it, write results.json')
 def finetune_cmd(argv:list):

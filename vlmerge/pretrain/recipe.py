@@ -19,7 +19,7 @@ from .objectives import PretrainModel, PretrainHeads, pretrain_loss, OBJECTIVES
 
 # %% auto #0
 __all__ = ['DataConfig', 'PretrainConfig', 'model_config', 'pretrain_data', 'save_model', 'load_model', 'run_pretrain',
-           'read_pretrain_config', 'pretrain_cmd']
+           'pretrain_cmd']
 
 # %% ../../nbs/03b_pretrain.recipe.ipynb #1472034c
 @dataclass
@@ -179,26 +179,7 @@ def _init_pretrained(model, cfg):
     unknown = [k for k in cfg.init if k not in ('timm_vit', 'hf_bert')]
     if unknown: fail(f"init: unknown key '{unknown[0]}' (known: timm_vit, hf_bert)")
 
-# %% ../../nbs/03b_pretrain.recipe.ipynb #fd9e58f1
-def _apply_sets(d:dict, sets:list) -> dict:
-    "Apply `key.sub=value` overrides (values parsed as YAML) to a nested dict."
-    import yaml
-    for s in sets or []:
-        if '=' not in s: fail(f"--set {s!r}: expected KEY=VALUE")
-        k, v = s.split('=', 1); node = d; parts = k.split('.')
-        for p in parts[:-1]: node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(v)
-    return d
-
-def read_pretrain_config(path:str|Path, sets:list|None=None) -> PretrainConfig:
-    "Read a pre-training YAML, applying `--set` overrides."
-    import yaml
-    path = Path(path)
-    if not path.exists(): fail(f"{path}: no such file")
-    try: d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: fail(f"{path}: cannot parse ({str(e).splitlines()[0]})")
-    return from_dict(PretrainConfig, _apply_sets(d, sets), str(path))
-
+# %% ../../nbs/03b_pretrain.recipe.ipynb #80860e12
 @command('pretrain', help='pre-train: seed stage, split into experts, modality-specific stage (or the agnostic baseline)')
 def pretrain_cmd(argv:list):
     "`vlmerge pretrain CONFIG.yaml --out DIR [--resume] [--set KEY=VALUE ...]`"
@@ -209,5 +190,5 @@ def pretrain_cmd(argv:list):
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config value, e.g. train.steps=100')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
     a = p.parse_args(argv)
-    folder = run_pretrain(read_pretrain_config(a.config, a.set), a.out, a.resume, progress=not a.no_progress)
+    folder = run_pretrain(load_config(PretrainConfig, a.config, a.set), a.out, a.resume, progress=not a.no_progress)
     if dist_info()[0] == 0: print(f"model: {folder}")
