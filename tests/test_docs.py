@@ -54,7 +54,8 @@ def test_overview_page(site, browser):
     browser.get(site + '/index.html')
     assert 'vlmerge' in browser.title
     assert browser.find_element(By.TAG_NAME, 'h1').text == 'vlmerge'
-    assert 'make test' in browser.find_element(By.TAG_NAME, 'main').text
+    main = browser.find_element(By.TAG_NAME, 'main').text
+    assert 'make test' in main and 'output-file:' not in main      # no Quarto front matter shown
     browser.save_screenshot(str(DOCS/'screenshot.png'))
     assert (DOCS/'screenshot.png').stat().st_size > 10_000
 

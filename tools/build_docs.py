@@ -134,6 +134,7 @@ def page_body(cells):
     for c in cells:
         d = set(c['directives'])
         src = '\n'.join(l for l in c['source'].splitlines() if not l.lstrip().startswith('#|')).strip()
+        if c['type'] == 'raw': continue          # Quarto front matter that nbdev's processor adds
         if c['type'] == 'markdown':
             out.append(_md(c['source'])); continue
         if c['show_doc']:
