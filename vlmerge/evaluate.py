@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from .core import fail, from_dict, to_dict, get_device, atomic_write_json, command, apply_sets
+from .train import to_device
 from .data.world import IGNORE_INDEX, normalize_answer
 from .models.config import VLConfig
 from .heads import (TASKS, TaskModel, RetrievalHead, load_backbone, load_task_model, read_task_info)
@@ -164,11 +165,9 @@ def task_collate(task:str, # one of TASKS, or 'images' / 'texts'
     return collate_for(task, tok if task not in ('classification', 'segmentation', 'images') else None, cfg.image_size, train, **kw)
 
 # %% ../nbs/06a_evaluate.ipynb #3a4c26d7
-def _to(batch, device): return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-
 def _batches(ds, collate, batch_size, device):
     for i in range(0, len(ds), batch_size):
-        yield _to(collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))]), device)
+        yield to_device(collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))]), device)
 
 @torch.no_grad()
 def _embed(tm, ds, tok, batch_size, device):
@@ -325,7 +324,7 @@ def show_predictions(tm:TaskModel, # a fine-tuned model (not retrieval)
     t = tm.task
     if t == 'retrieval': fail("show_predictions: retrieval has no per-example prediction to draw")
     dev = get_device(device); tm = tm.to(dev).eval(); n = min(n, len(ds)); rows = [ds[i] for i in range(n)]
-    out = tm(_to(task_collate(t, tok, tm.backbone.cfg, num_answers=tm.info.get('num_answers'))(rows), dev)).float().cpu()
+    out = tm(to_device(task_collate(t, tok, tm.backbone.cfg, num_answers=tm.info.get('num_answers'))(rows), dev)).float().cpu()
     wrap = lambda s: '\n'.join(textwrap.wrap(s, 26))
     cols = 2 if t == 'nlvr2' else 1; nr = 3 if t == 'segmentation' else 1
     fig, axs = plt.subplots(nr, n * cols, figsize=(2.1 * n * cols, 2.4 * nr), squeeze=False)

@@ -14,7 +14,8 @@ from .core import (fail, set_seed, get_device, atomic_path, atomic_write_json, s
 
 # %% auto #0
 __all__ = ['TrainConfig', 'param_groups', 'make_optimizer', 'warmup_steps', 'lr_factor', 'dist_info', 'init_distributed',
-           'global_batches', 'save_state', 'load_state', 'checkpoints', 'read_metrics', 'train', 'plot_metrics']
+           'global_batches', 'save_state', 'load_state', 'to_device', 'checkpoints', 'read_metrics', 'train',
+           'plot_metrics']
 
 # %% ../nbs/03_train.ipynb #b94f1d4b
 @dataclass
@@ -145,7 +146,7 @@ def load_state(path:str|Path):
         if not p.exists(): fail(f"{p}: no such file")
     return _unflatten(json.loads(path.with_suffix('.json').read_text()), load_file(str(path.with_suffix('.safetensors'))))
 
-# %% ../nbs/03_train.ipynb #9b6cc31b
+# %% ../nbs/03_train.ipynb #1ab575ed
 def _seed_step(cfg, step, rank):
     set_seed((cfg.seed * 1_000_003 + step * 1_009 + rank) % 2**31)
 
@@ -155,10 +156,13 @@ def _autocast(cfg, device):
     if prec == 'fp32': return torch.autocast(device.type, enabled=False), prec
     return torch.autocast(device.type, dtype=torch.bfloat16 if prec == 'bf16' else torch.float16), prec
 
-def _to(batch, device):
+def to_device(batch, # tensors, or dicts / lists / tuples of them (other values pass through)
+              device # where to move them
+             ):
+    "Move every tensor in a (nested) batch to `device`."
     if isinstance(batch, torch.Tensor): return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict): return {k: _to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)): return type(batch)(_to(v, device) for v in batch)
+    if isinstance(batch, dict): return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
 def _unwrap(model):
@@ -182,27 +186,31 @@ def _save_ckpt(out_dir, name, model, opt, sched, step, cfg, keep):
             import shutil; shutil.rmtree(old)
     return d
 
-# %% ../nbs/03_train.ipynb #0c937041
+# %% ../nbs/03_train.ipynb #89f96f9e
 class _Metrics:
-    "Append-only CSV of training metrics; on resume, rows after the checkpoint's step are dropped."
+    "The metrics CSV: rows are appended as they come; on resume, rows after the checkpoint's step are dropped first."
     def __init__(self, path, resume_step):
-        self.path, self.rows = path, []
+        self.path, self.rows, self.keys = path, [], []
         if path and path.exists() and resume_step is not None:
             with open(path) as f: self.rows = [r for r in csv.DictReader(f) if int(r['step']) <= resume_step]
-        self._write()
+        self._rewrite()
     def add(self, row):
-        self.rows.append({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in row.items()}); self._write()
-    def _write(self):
+        row = {k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in row.items()}
+        self.rows.append(row)
         if not self.path: return
-        keys = list(dict.fromkeys(k for r in self.rows for k in r)) or ['step']
+        if not set(row) <= set(self.keys): self._rewrite(); return   # a new column (e.g. the first eval): rewrite once
+        with open(self.path, 'a', newline='') as f: csv.DictWriter(f, self.keys).writerow(row)
+    def _rewrite(self):
+        if not self.path: return
+        self.keys = list(dict.fromkeys(k for r in self.rows for k in r)) or ['step']
         with atomic_path(self.path) as t, open(t, 'w', newline='') as f:
-            w = csv.DictWriter(f, keys); w.writeheader(); w.writerows(self.rows)
+            w = csv.DictWriter(f, self.keys, restval=''); w.writeheader(); w.writerows(self.rows)
 
 def read_metrics(path:str|Path) -> list:
     "Rows of a `metrics.csv` as dicts of floats (empty cells are None)."
     with open(path) as f: return [{k: (float(v) if v not in ('', None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
 
-# %% ../nbs/03_train.ipynb #066a54e9
+# %% ../nbs/03_train.ipynb #1e42a4ec
 def train(model:nn.Module, # the model (unwrapped; DDP and compile are applied here)
           loss_fn, # loss_fn(model, batch) -> (loss tensor, dict of floats to log)
           dataset, # any indexable collection of examples
@@ -252,7 +260,7 @@ def train(model:nn.Module, # the model (unwrapped; DDP and compile are applied h
             micro = global_batches(len(dataset), step, cfg, rank, world)
             opt.zero_grad(set_to_none=True); logs, tot = {}, 0.0
             for i, idx in enumerate(micro):
-                batch = _to(collate_fn([dataset[j] for j in idx]), device)
+                batch = to_device(collate_fn([dataset[j] for j in idx]), device)
                 sync = (i == len(micro) - 1) or not distributed
                 with (contextlib.nullcontext() if sync else run.no_sync()), ctx:
                     loss, lg = loss_fn(run, batch)

@@ -31,7 +31,7 @@ class _DictSrc:
 class _CkptSrc:
     def __init__(self, r:CheckpointReader):
         self.r, self.name = r, str(r.where)
-        self._shapes, self._dtypes, self._lock = {}, {}, threading.Lock()
+        self._shapes, self._dtypes = {}, {}
     def keys(self): return self.r.keys()
     def __contains__(self, k): return k in self.r
     def shape(self, k):
@@ -40,17 +40,8 @@ class _CkptSrc:
     def dtype(self, k):
         if k not in self._dtypes: self._dtypes[k] = self.r.dtype(k)
         return self._dtypes[k]
-    def _h(self, k):
-        with self._lock: return self.r._f(k)
-    def get(self, k):
-        try: return self._h(k).get_tensor(k)
-        except VLMergeError: raise
-        except Exception as e: fail(f"{self.r.files[k]}: key '{k}' could not be read ({e})")
-    def rows(self, k, a, b):
-        if len(self.shape(k)) == 0: return self.get(k)
-        try: return self._h(k).get_slice(k)[a:b]
-        except VLMergeError: raise
-        except Exception as e: fail(f"{self.r.files[k]}: key '{k}' could not be read ({e})")
+    def get(self, k): return self.r.get(k)
+    def rows(self, k, a, b): return self.r.rows(k, a, b)
 
 def as_source(x, # a state dict, or a path to a safetensors file / checkpoint folder / index JSON
               name:str='state dict' # name used in messages for in-memory state dicts
