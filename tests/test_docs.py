@@ -1,7 +1,8 @@
 """The documentation site: built from the notebooks, served on 127.0.0.1, read in headless Chromium.
 
-Checks what a reader sees: the title, an API entry with its parameter docs, figures that load, and
-working links between pages. A screenshot of the overview page is saved as _docs/screenshot.png."""
+Checks what a reader sees: the title, an API entry with its parameter docs, figures that load, formulas typeset by
+the MathJax copy served with the site, no progress-bar noise, and working links between pages. Screenshots of the
+overview page and of the merge.ops page are saved as _docs/screenshot.png and _docs/merge_ops.png."""
 import functools, http.server, json, shutil, subprocess, sys, threading, urllib.request
 from pathlib import Path
 import pytest
@@ -106,3 +107,29 @@ def test_figures_load(site, browser):
             assert browser.execute_script('return arguments[0].complete && arguments[0].naturalWidth', img) > 0, p['page']
             n += 1
     if plotted: assert n > 0, f"notebooks {plotted} plot, but the site shows no figure"
+
+
+def test_formulas_render(site, browser):
+    "Every formula on the merge.ops page is typeset by MathJax (served from the site itself, fetched from nowhere else)."
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(site + '/04_merge.ops.html')
+    spans = browser.find_elements(By.CSS_SELECTOR, 'main span.math')
+    assert len(spans) > 5, 'the merge.ops notebook writes its formulas in TeX'
+    WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, 'main span.math mjx-container svg')) == len(spans))
+    svg = browser.find_element(By.CSS_SELECTOR, 'main span.math mjx-container svg')
+    assert svg.size['width'] > 0 and svg.size['height'] > 0
+    scripts = [s.get_attribute('src') for s in browser.find_elements(By.CSS_SELECTOR, 'script[src]')]
+    assert scripts and all(s.startswith(site) for s in scripts), scripts      # offline: served by the site
+    h = browser.execute_script('return document.body.scrollHeight')
+    browser.set_window_size(1280, min(h, 6000)); browser.save_screenshot(str(DOCS/'merge_ops.png'))
+    browser.set_window_size(1280, 900)
+    assert (DOCS/'merge_ops.png').stat().st_size > 10_000
+
+
+def test_no_progress_bar_noise(site, browser):
+    from selenium.webdriver.common.by import By
+    for p in pages():
+        browser.get(f"{site}/{p['page']}")
+        text = browser.find_element(By.TAG_NAME, 'main').text
+        assert '%|' not in text and 'it/s]' not in text, p['page']

@@ -38,6 +38,7 @@ th { background: #f5f7fa; }
 img { max-width: 100%; }
 .apientry { border: 1px solid var(--line); border-left: 4px solid var(--accent); border-radius: 6px; padding: .2rem 1rem .6rem; margin: 1rem 0; }
 .apientry h2, .apientry h3, .apientry h4 { margin: .6rem 0 .3rem; font-family: ui-monospace, monospace; font-size: 1.05rem; }
+.math.display { display: block; text-align: center; margin: .6rem 0; }
 details.source summary { cursor: pointer; color: var(--muted); font-size: .85rem; }
 .pager { display: flex; justify-content: space-between; margin-top: 3rem; border-top: 1px solid var(--line); padding-top: 1rem; }
 """ + "\n"
@@ -56,9 +57,44 @@ def notebooks(only=None):
     return [p for p in nbs if not only or p.stem in only]
 
 
+_re_code = re.compile(r'(```.*?```|~~~.*?~~~|`[^`\n]*`)', re.S)
+_re_math = re.compile(r'\$\$(.+?)\$\$|(?<![\\$\w])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?![\w$])', re.S)
+
+def _protect_math(text):
+    "Replace TeX (`$...$`, `$$...$$`) outside code with placeholders; return (text, [html of each formula])."
+    found = []
+    def sub(m):
+        display = m.group(1) is not None
+        tex = html.escape(m.group(1) if display else m.group(2))
+        found.append(f'<span class="math display">\\[{tex}\\]</span>' if display else f'<span class="math inline">\\({tex}\\)</span>')
+        return f'MATHPLACEHOLDER{len(found)-1}X'
+    parts = _re_code.split(text)   # odd items are code: left untouched
+    return ''.join(p if i % 2 else _re_math.sub(sub, p) for i, p in enumerate(parts)), found
+
+
 def _md(text):
+    "Markdown → HTML; TeX formulas become spans that MathJax (served from static/mathjax) typesets in the browser."
     from markdown_it import MarkdownIt
-    return MarkdownIt('commonmark', {'html': True}).enable('table').render(text)
+    text, maths = _protect_math(text)
+    out = MarkdownIt('commonmark', {'html': True}).enable('table').render(text)
+    return re.sub(r'MATHPLACEHOLDER(\d+)X', lambda m: maths[int(m.group(1))], out)
+
+
+_re_progress = re.compile(r'\d+%\||\d+(\.\d+)?(it|s)/(s|it)\]|\|\s*\d+/\d+\s*\[')
+
+def _strip_progress(txt):
+    "Drop progress-bar lines (tqdm's `NN%|...| n/N [..it/s]`, including carriage-return redraws) from a stream's text."
+    keep = [l.split('\r')[-1] for l in txt.split('\n')]
+    return '\n'.join(l for l in keep if not _re_progress.search(l))
+
+
+def mathjax_dir():
+    "The offline MathJax 3 build (es5 folder) that `make install` installs from PyPI (django-static-mathjax)."
+    try: import mathjax
+    except ImportError: raise SystemExit("docs: MathJax is not installed; run `make install` (requirements.txt pins django-static-mathjax)")
+    d = Path(mathjax.__file__).parent/'static'/'mathjax'/'es5'
+    if not (d/'tex-svg.js').exists(): raise SystemExit(f"docs: {d}/tex-svg.js is missing; reinstall django-static-mathjax")
+    return d
 
 
 def _hl(code):
@@ -113,7 +149,7 @@ def _clean_showdoc(md):
 def _output_html(o):
     t = o.get('output_type')
     if t == 'stream':
-        txt = ''.join(o.get('text', ''))
+        txt = _strip_progress(''.join(o.get('text', '')))
         return f'<pre class="output">{html.escape(txt)}</pre>' if txt.strip() else ''
     if t == 'error': return f'<pre class="output error">{html.escape(o.get("ename", "") + ": " + o.get("evalue", ""))}</pre>'
     data = o.get('data', {})
@@ -163,6 +199,11 @@ def _title_cell(cells):
     return None, '', cells
 
 
+MATHJAX = """<script>window.MathJax = {tex: {inlineMath: [['\\\\(', '\\\\)']], displayMath: [['\\\\[', '\\\\]']]},
+  options: {processHtmlClass: 'math', ignoreHtmlClass: 'tex2jax_ignore'}, svg: {fontCache: 'global'}};</script>
+<script defer src="static/mathjax/tex-svg.js"></script>"""
+
+
 def render_page(name, title, sub, body, nav, prev, nxt, site):
     cur = ' class="current"'
     items = '\n'.join(f'<li><a href="{n}.html"{cur if n == name else ""}>{html.escape(t)}</a></li>' for n, t in nav)
@@ -170,7 +211,7 @@ def render_page(name, title, sub, body, nav, prev, nxt, site):
             (f'<a href="{nxt[0]}.html">{html.escape(nxt[1])} →</a>' if nxt else '<span></span>') + '</div>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)} – {html.escape(site)}</title><link rel="stylesheet" href="static/style.css"><link rel="stylesheet" href="static/pygments.css"></head>
+<title>{html.escape(title)} – {html.escape(site)}</title><link rel="stylesheet" href="static/style.css"><link rel="stylesheet" href="static/pygments.css">{MATHJAX if 'class="math ' in body else ''}</head>
 <body><nav id="sidebar"><a class="brand" href="index.html">{html.escape(site)}</a><ol>{items}</ol></nav>
 <main><h1>{html.escape(title)}</h1>{f'<p class="subtitle">{html.escape(sub)}</p>' if sub else ''}
 {body}
@@ -206,6 +247,7 @@ def main(argv=None):
     if tmp.exists(): shutil.rmtree(tmp)
     (tmp/'static').mkdir(parents=True)
     (tmp/'static'/'style.css').write_text(CSS)
+    shutil.copytree(mathjax_dir(), tmp/'static'/'mathjax')     # served with the site: nothing is fetched at view time
     from pygments.formatters import HtmlFormatter
     (tmp/'static'/'pygments.css').write_text(HtmlFormatter().get_style_defs('pre code'))
     for i, (n, t, s, cells) in enumerate(pages):
