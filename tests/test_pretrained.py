@@ -79,6 +79,11 @@ def test_naive_start_every_expert_from_bert(ckpts, tmp_path, capsys):
     for e in ('v', 'l', 'vl'):
         assert torch.equal(sd[f'blocks.1.mlp.{e}.fc2.weight'], ckpts['bert_sd']['encoder.layer.1.output.dense.weight'])
     assert '-> the modality-specific model (specific)' in capsys.readouterr().out
+    base = config({'timm_vit': str(ckpts['vit'])}, k_seed=0, stage='agnostic')      # the modality-agnostic baseline
+    run_pretrain(base, tmp_path/'base', progress=False)
+    sd = load_sd(tmp_path/'base'/'pretrain'/'model'/'model.safetensors')
+    assert torch.equal(sd['blocks.0.attn.qkv.weight'], ckpts['vit_sd']['blocks.0.attn.qkv.weight'])
+    assert '-> the modality-agnostic model: 36 tensors written' in capsys.readouterr().out
     bad = config({'timm_vit': str(ckpts['vit']), 'experts': {'timm_vit': ['v']}}, k_seed=0)
     with pytest.raises(VLMergeError, match="init.experts: the recipe starts every expert from one W0"):
         run_pretrain(bad, tmp_path/'bad', progress=False)
