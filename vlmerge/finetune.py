@@ -44,6 +44,7 @@ class FinetuneConfig:
     augment: bool = True           # random shifts (and a random caption for retrieval) when training
     eval_split: str = 'test'       # the split scored at the end
     eval_batch_size: int = 64      # examples per forward pass when evaluating
+    image_size: int|None = None    # fine-tune at this image side (default: the model's); positions resampled (models.pretrained.resize_image)
 
     def __post_init__(self):
         names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -86,6 +87,10 @@ def run_finetune(cfg:FinetuneConfig, # the run
     for s in ('train', cfg.eval_split):
         if s not in splits: fail(f"data: no split '{s}' for task '{t}' (have: {', '.join(splits)})")
     bb, heads = load_backbone(cfg.model)
+    if cfg.image_size and cfg.image_size != bb.cfg.image_size:   # e.g. pre-trained at 224 px, fine-tuned at 384 px
+        from vlmerge.models.pretrained import resize_image
+        bb, rep = resize_image(bb, cfg.image_size)
+        if rank == 0: print(rep)
     tok = task_tokenizer(cfg.data, cfg.model, bb.cfg.max_text_len) if t != 'classification' and t != 'segmentation' else None
     if tok is not None: _check_tokenizer(tok, bb.cfg, cfg.model)
     tcfg = train_config(cfg, len(splits['train']))

@@ -10,7 +10,8 @@ from ..core import fail, atomic_path
 from .world import TASKS, CLASSES, ANSWERS, world_path, build_world, load_world
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'MAX_TEXT_LEN', 'train_tokenizer', 'load_tokenizer', 'world_corpus', 'world_tokenizer']
+__all__ = ['SPECIAL_TOKENS', 'MAX_TEXT_LEN', 'train_tokenizer', 'load_tokenizer', 'bert_tokenizer', 'check_vocab', 'world_corpus',
+           'world_tokenizer']
 
 # %% ../../nbs/01a_data.text.ipynb #bd2bdc7f
 SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
@@ -75,6 +76,32 @@ def load_tokenizer(path:str|Path, # a folder with tokenizer.json, or with a BERT
     tok = bwp._tokenizer
     tok.post_processor = _bert_post(tok)
     return _wrap(tok, max_len)
+
+# %% ../../nbs/01a_data.text.ipynb #6c5fa66b
+def bert_tokenizer(vocab:list, # the tokens in id order (BERT's special tokens among them)
+                   dest:str|Path|None=None, # folder to save it in (atomically), as `save_pretrained` does
+                   max_len:int=MAX_TEXT_LEN # model_max_length
+                  ):
+    "A lower-case `BertTokenizerFast` over `vocab`, saved to `dest` when given."
+    from transformers import BertTokenizerFast
+    missing = [s for s in SPECIAL_TOKENS if s not in vocab]
+    if missing: fail(f"bert_tokenizer: the vocabulary has no special token {missing[0]}")
+    if len(set(vocab)) != len(vocab): fail("bert_tokenizer: the vocabulary repeats a token")
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, model_max_length=max_len)
+    if dest is not None:
+        with atomic_path(dest) as tmp: tok.save_pretrained(str(tmp))
+    return tok
+
+def check_vocab(tok, # a tokenizer
+                vocab_size:int, # the model's vocabulary (rows of its word embeddings)
+                where:str='', # what the model is (for the message)
+                exact:bool=False # also fail when the tokenizer is smaller
+               ):
+    "Fail, naming both sizes, when `tok` has more tokens than the model's vocabulary (or, with `exact`, a different number)."
+    n = len(tok)
+    if n > vocab_size or (exact and n != vocab_size):
+        fail(f"{where + ': ' if where else ''}the tokenizer has {n} tokens but the model's vocab_size is {vocab_size}")
+    return tok
 
 # %% ../../nbs/01a_data.text.ipynb #f4b921d7
 def world_corpus(seed:int=0, size:str='tiny', image_size:int=32, path:str|Path|None=None):

@@ -42,7 +42,8 @@ class VLConfig:
     variant: Variant = 'specific'    # which block parts are per modality, see `VARIANTS`
     layer_scale_init: float = 0.1    # LayerScale γ1, γ2 initial value; 0 turns LayerScale off
     drop_path_rate: float = 0.1      # stochastic depth, rising linearly to this rate in the last block
-    rel_pos_bias: bool = False       # one relative position bias table shared by all blocks and modalities
+    rel_pos_bias: bool = False       # a relative position bias table, shared by the modalities
+    rel_pos_per_layer: bool = False  # with rel_pos_bias: one table column per (block, head) as the study and BEiT; else one for all blocks
     norm_eps: float = 1e-6           # LayerNorm epsilon in the blocks and the final norm
     init_std: float = 0.02           # std of the truncated-normal initialisation
 

@@ -80,12 +80,13 @@ class Block(nn.Module):
 
 # %% ../../nbs/02b_models.transformer.ipynb #22bb3347
 class RelPosBias(nn.Module):
-    "A shared relative position bias: 2D (BEiT-style) for image tokens, 1D for text tokens."
+    "A relative position bias shared by the modalities: 2D (BEiT-style) for image tokens, 1D for text tokens; per block or one for all."
     def __init__(self, cfg:VLConfig):
         super().__init__()
-        self.grid, self.max_len = cfg.grid, cfg.max_text_len
-        self.image_table = nn.Parameter(torch.zeros((2 * cfg.grid - 1) ** 2 + 3, cfg.heads))
-        self.text_table = nn.Parameter(torch.zeros(2 * cfg.max_text_len - 1, cfg.heads))
+        self.grid, self.max_len, self.heads = cfg.grid, cfg.max_text_len, cfg.heads
+        self.layers = cfg.depth if cfg.rel_pos_per_layer else 1   # table columns: (layer, head), layer-major
+        self.image_table = nn.Parameter(torch.zeros((2 * cfg.grid - 1) ** 2 + 3, self.layers * cfg.heads))
+        self.text_table = nn.Parameter(torch.zeros(2 * cfg.max_text_len - 1, self.layers * cfg.heads))
         for k, v in self.indices().items(): self.register_buffer(k, v, persistent=False)
 
     def indices(self) -> dict:
@@ -94,10 +95,12 @@ class RelPosBias(nn.Module):
         return {'image_index': gen_relative_position_index((self.grid, self.grid), class_token=True),
                 'text_index': pos[None, :] - pos[:, None] + self.max_len - 1}
 
-    def forward(self, segments:list # [(kind, length)] in sequence order, kind 'image' or 'text'
+    def forward(self, segments:list, # [(kind, length)] in sequence order, kind 'image' or 'text'
+                layer:int=0 # block index (used when the tables are per layer)
                ):
         "(H, S, S) bias for a sequence made of `segments`, zero between segments."
-        blocks = [(self.image_table[self.image_index] if kind == 'image' else self.text_table[self.text_index[:n, :n]]).permute(2, 0, 1)
+        cols = slice(layer * self.heads, (layer + 1) * self.heads) if self.layers > 1 else slice(None)
+        blocks = [(self.image_table[:, cols][self.image_index] if kind == 'image' else self.text_table[:, cols][self.text_index[:n, :n]]).permute(2, 0, 1)
                   for kind, n in segments]
         if len(blocks) == 1: return blocks[0]
         S = sum(n for _, n in segments); out = blocks[0].new_zeros(blocks[0].shape[0], S, S); o = 0
@@ -190,9 +193,9 @@ class VLTransformer(PreTrainedModel):
         return self.text_embed(input_ids=ids) + self.type_embed.weight[0]
 
     # ---- blocks
-    def _bias(self, segments, mask=None):
-        "Additive attention bias for a sequence of `segments` [(kind, length)] with key mask `mask` (B, S)."
-        bias = self.rel_pos(segments)[None] if self.rel_pos is not None else None  # (1, H, S, S)
+    def _bias(self, segments, mask=None, layer=0):
+        "Additive attention bias of block `layer` for a sequence of `segments` [(kind, length)] with key mask `mask` (B, S)."
+        bias = self.rel_pos(segments, layer)[None] if self.rel_pos is not None else None  # (1, H, S, S)
         if mask is None or bool(mask.all()): return bias
         pad = torch.zeros(mask.shape, dtype=self.norm.weight.dtype, device=mask.device)
         pad = pad.masked_fill(~mask.bool(), torch.finfo(pad.dtype).min)[:, None, None, :]  # (B, 1, 1, S)
@@ -205,8 +208,9 @@ class VLTransformer(PreTrainedModel):
                    mask=None # (B, S) key mask, 1 = attend
                   ):
         "Run `x` through `blocks`, each with `expert`."
-        bias = self._bias(segments, mask)
-        for i in blocks: x = self.blocks[i](x, expert, bias)
+        per = self.rel_pos is not None and self.rel_pos.layers > 1   # per-layer tables: one bias per block
+        bias = None if per else self._bias(segments, mask)
+        for i in blocks: x = self.blocks[i](x, expert, self._bias(segments, mask, i) if per else bias)
         return x
 
     def run_lower(self, x, # (B, S, D) embedded image or text

@@ -45,7 +45,7 @@ class PretrainConfig:
     stage: typing.Literal['specific', 'agnostic'] = 'specific'  # the modality-specific recipe or the agnostic baseline
     k_seed: int = 0                 # seed pre-training steps of the modality-agnostic model (0: naive)
     seed_from: str|None = None      # reuse this seed model folder instead of training the seed stage
-    init: dict = field(default_factory=dict)  # pretrained weights: {'timm_vit': path, 'hf_bert': path}
+    init: dict = field(default_factory=dict)  # pretrained weights: {'timm_vit': path, 'hf_bert': path[, 'blocks': 'timm_vit']} (see models.pretrained.load_init)
     train: TrainConfig = field(default_factory=TrainConfig)  # the main stage
     seed_train: dict = field(default_factory=dict)  # TrainConfig overrides for the seed stage
 
@@ -172,12 +172,16 @@ def run_pretrain(cfg:PretrainConfig, # the run
     return _stage('pretrain', backbone, heads, cfg, cfg.train, ds, collate, out, resume, w0, progress, tok)
 
 def _init_pretrained(model, cfg):
-    "Load `cfg.init` pretrained weights (timm ViT, local BERT) into `model`, printing the reports."
-    from vlmerge.models import pretrained as P
-    for k, fn in (('timm_vit', P.load_timm_vit), ('hf_bert', P.load_hf_bert)):
-        if k in cfg.init: print(fn(model, cfg.init[k]))
-    unknown = [k for k in cfg.init if k not in ('timm_vit', 'hf_bert')]
-    if unknown: fail(f"init: unknown key '{unknown[0]}' (known: timm_vit, hf_bert)")
+    "Load `cfg.init` (timm ViT/BEiT, local BERT) into `model`, stage-aware (`models.pretrained.load_init`); print and return the reports."
+    from vlmerge.models.pretrained import load_init
+    from vlmerge.models.keymap import key_map
+    reps = load_init(model, cfg.init)
+    for r in reps: print(r)
+    ps = dict(model.named_parameters())
+    differ = [sk for sk, d in key_map(model.cfg).items() if any(not torch.equal(ps[k], ps[next(iter(d.values()))]) for k in d.values())]
+    if reps and differ: fail(f"init.experts: the recipe starts every expert from one W0 (naive merging), so experts loaded differently "
+                             f"(e.g. '{differ[0]}') would be overwritten; name no experts here")
+    return reps
 
 # %% ../../nbs/03b_pretrain.recipe.ipynb #80860e12
 @command('pretrain', help='pre-train: seed stage, split into experts, modality-specific stage (or the agnostic baseline)')
