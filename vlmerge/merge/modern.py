@@ -236,7 +236,17 @@ def tsv(ts, base, *, alpha:float=1.0):
     U, S, Vh = torch.cat(Us, 1), torch.cat(Ss), torch.cat(Vs, 0)
     return base + alpha * ((_polar(U) * S) @ _polar(Vh)).float()
 
-# %% ../../nbs/04d_merge.modern.ipynb #ad2aa579
+# %% ../../nbs/04d_merge.modern.ipynb #54b04389
+def _top_svd(M, k):
+    "Top-k singular triplets (U, s, Vᵀ) of M from the eigendecomposition of its smaller Gram matrix (float64)."
+    if M.shape[0] < M.shape[1]:
+        U, s, Vh = _top_svd(M.T, k)
+        return Vh.T, s, U.T
+    lam, V = torch.linalg.eigh(M.T @ M)
+    V, s = V[:, M.shape[1] - k:].flip(1), lam[M.shape[1] - k:].flip(0).clamp(min=0).sqrt()
+    U = (M @ V) / torch.where(s > 0, s, 1.)
+    return U, s, V.T
+
 @merge_method('iso_c')
 def iso_c(ts, base, *, scaling_factor:float=1.0):
     "Iso-C (Marczak et al. 2025): the task-arithmetic sum with its singular values set to their mean."
@@ -261,8 +271,8 @@ def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0
     Us, Ss, Vs = [Uc], [S[:kc]], [Vh[:kc]]
     for tv in tvs:
         if not kt: break
-        u, s, vh = torch.linalg.svd(tv - Uc @ (Uc.T @ tv), full_matrices=False)
-        Us.append(u[:, :kt]); Ss.append(s[:kt]); Vs.append(vh[:kt])
+        u, s, vh = _top_svd(tv - Uc @ (Uc.T @ tv), kt)  # not a full SVD: the projection leaves many zero singular values
+        Us.append(u); Ss.append(s); Vs.append(vh)
     sbar = float(torch.cat(Ss).mean())
     return base + (scaling_factor * sbar) * (_polar(torch.cat(Us, 1)) @ _polar(torch.cat(Vs, 0))).float()
 
