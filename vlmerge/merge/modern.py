@@ -214,11 +214,21 @@ def magmax(ts, base, *, scaling_factor:float=1.0):
         out = torch.where(tv.abs() > out.abs(), tv, out)
     return out.mul_(scaling_factor).add_(base)
 
-# %% ../../nbs/04d_merge.modern.ipynb #6f428b6c
+# %% ../../nbs/04d_merge.modern.ipynb #38544e3e
 def _polar(M):
     "The orthonormal polar factor PQᵀ of M = PSQᵀ (float64)."
     P, _, Qh = torch.linalg.svd(M, full_matrices=False)
     return P @ Qh
+
+def _top_svd(M, k):
+    "Top-k singular triplets (U, s, Vᵀ) of M from the eigendecomposition of its smaller Gram matrix (float64)."
+    if M.shape[0] < M.shape[1]:
+        U, s, Vh = _top_svd(M.T, k)
+        return Vh.T, s, U.T
+    lam, V = torch.linalg.eigh(M.T @ M)
+    V, s = V[:, M.shape[1] - k:].flip(1), lam[M.shape[1] - k:].flip(0).clamp(min=0).sqrt()
+    U = (M @ V) / torch.where(s > 0, s, 1.)
+    return U, s, V.T
 
 def _ta_mean(ts, base, s):
     "The non-matrix fallback: W0 + s · mean τ."
@@ -231,22 +241,12 @@ def tsv(ts, base, *, alpha:float=1.0):
     if k == 0: return _ta_mean(ts, base, alpha)
     Us, Ss, Vs = [], [], []
     for t in ts:
-        U, S, Vh = torch.linalg.svd((t - base).double(), full_matrices=False)
-        Us.append(U[:, :k]); Ss.append(S[:k]); Vs.append(Vh[:k])
+        U, S, Vh = _top_svd((t - base).double(), k)
+        Us.append(U); Ss.append(S); Vs.append(Vh)
     U, S, Vh = torch.cat(Us, 1), torch.cat(Ss), torch.cat(Vs, 0)
     return base + alpha * ((_polar(U) * S) @ _polar(Vh)).float()
 
-# %% ../../nbs/04d_merge.modern.ipynb #54b04389
-def _top_svd(M, k):
-    "Top-k singular triplets (U, s, Vᵀ) of M from the eigendecomposition of its smaller Gram matrix (float64)."
-    if M.shape[0] < M.shape[1]:
-        U, s, Vh = _top_svd(M.T, k)
-        return Vh.T, s, U.T
-    lam, V = torch.linalg.eigh(M.T @ M)
-    V, s = V[:, M.shape[1] - k:].flip(1), lam[M.shape[1] - k:].flip(0).clamp(min=0).sqrt()
-    U = (M @ V) / torch.where(s > 0, s, 1.)
-    return U, s, V.T
-
+# %% ../../nbs/04d_merge.modern.ipynb #dc9e126b
 @merge_method('iso_c')
 def iso_c(ts, base, *, scaling_factor:float=1.0):
     "Iso-C (Marczak et al. 2025): the task-arithmetic sum with its singular values set to their mean."
