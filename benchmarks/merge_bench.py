@@ -80,6 +80,35 @@ def configs(d:Path, threads):
     }
 
 
+# The 2024–2025 methods (issue 17, vlmerge.merge.modern), selected with --methods (e.g. --methods modern for all):
+# each a mergekit / FusionBench config as a user would write it. WUDI runs `iter_num` Adam steps per matrix, each one
+# (out × in)·(in × in) product; the benchmark runs 5 and its cost grows linearly with the steps (FusionBench uses 300).
+MODERN = ('della', 'della_linear', 'sce', 'karcher', 'multislerp', 'nuslerp', 'nearswap', 'magmax', 'tsv', 'iso_c', 'iso_cts',
+          'wudi', 'regmean_plusplus')
+
+
+def modern_configs(d:Path):
+    m = [f'{d}/{n}' for n in 'abc']
+    ms = [{'model': x} for x in m]
+    with_base = lambda method, params, models=ms: {'merge_method': method, 'base_model': f'{d}/base', 'parameters': params, 'models': models}
+    return {
+        'della': with_base('della', {'density': 0.5, 'epsilon': 0.1, 'lambda': 1.0}),
+        'della_linear': with_base('della_linear', {'density': 0.5, 'epsilon': 0.1, 'lambda': 1.0}),
+        'sce': with_base('sce', {'select_topk': 0.5}),
+        'karcher': {'merge_method': 'karcher', 'models': ms},
+        'multislerp': with_base('multislerp', {}, [{'model': x, 'parameters': {'weight': 1.0}} for x in m]),
+        'nuslerp': with_base('nuslerp', {}, [{'model': x, 'parameters': {'weight': 1.0}} for x in m[:2]]),
+        'nearswap': with_base('nearswap', {'t': 0.001}, ms[:1]),
+        'magmax': with_base('magmax', {'scaling_factor': 1.0}),
+        'tsv': with_base('tsv', {'alpha': 1.0}),
+        'iso_c': with_base('iso_c', {'scaling_factor': 1.0}),
+        'iso_cts': with_base('iso_cts', {'scaling_factor': 1.0, 'common_space_fraction': 0.8}),
+        'wudi': with_base('wudi', {'iter_num': 5}),
+        'regmean_plusplus': {'merge_method': 'regmean_plusplus', 'parameters': {'reduce_non_diagonal_ratio': 1.0},
+                             'models': [{'model': x, 'statistics': f'{d}/grams_{n}'} for x, n in zip(m, 'abc')]},
+    }
+
+
 def child(method, cfg_path, out, threads):
     "Runs in a fresh process: sample memory, import, merge, report."
     s = PeakSampler(); s.start()
@@ -113,8 +142,9 @@ def main():
     print(f"baseline (only `import torch`): RssAnon peak {b/2**20:.0f} MiB; {os.cpu_count()} cores, {a.threads} merge threads")
     print(f"{'method':18s}{'wall s':>9s}{'after import s':>16s}{'peak RssAnon MiB':>18s}{'above baseline MiB':>20s}")
     import yaml
-    for m, cfg in configs(d, a.threads).items():
-        if m not in a.methods.split(','): continue
+    chosen = [x for w in a.methods.split(',') for x in (MODERN if w == 'modern' else (w,))]
+    for m, cfg in (configs(d, a.threads) | modern_configs(d)).items():
+        if m not in chosen: continue
         cp = d/f'{m}.yaml'; cp.write_text(yaml.safe_dump(cfg))
         best = None
         for _ in range(a.repeat):

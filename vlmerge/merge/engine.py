@@ -281,6 +281,8 @@ def _check_counts(task, where):
     if m.name == 'slerp' and n + (task.base is not None) != 2:
         fail(f"{where}: slerp merges exactly two tensors, '{task.key}' has {n} models{' and a base' if task.base else ''}")
     if m.name == 'model_stock' and n < 2: fail(f"{where}: model_stock needs at least two models besides the base ('{task.key}')")
+    if (k := getattr(m, 'n_inputs', None)) is not None and n != k[task.base is not None]:  # (models without, with a base)
+        fail(f"{where}: {m.name} merges exactly {k[task.base is not None]} model(s){' besides the base' if task.base else ''}, '{task.key}' has {n}")
 
 def _check_aux(task, where):
     "Gram matrices are (in, in) for a (out, in) weight; Fisher tensors have the weight's shape."

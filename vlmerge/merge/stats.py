@@ -10,7 +10,7 @@ from torch import nn
 from ..core import fail
 
 # %% auto #0
-__all__ = ['collect_grams', 'collect_fisher']
+__all__ = ['collect_grams', 'collect_fisher', 'collect_grams_sequential']
 
 # %% ../../nbs/04a_merge.stats.ipynb #7a7774df
 def _linears(model, modules):
@@ -93,3 +93,30 @@ def collect_fisher(model:nn.Module, # any model
         k += 1
     model.zero_grad(set_to_none=True)
     return {n: f / max(k, 1) for n, f in F.items()}
+
+# %% ../../nbs/04a_merge.stats.ipynb #a17c5186
+def collect_grams_sequential(models:list, # models of one architecture (copied; the inputs are not modified)
+                             groups:list, # [[linear module names], ...]: one group per depth, in forward order
+                             batches:list, # per model, a re-iterable of batches (a list or a DataLoader)
+                             run:Callable, # run(model, batch): one forward pass
+                             merge:Callable, # merge(g, grams) -> {parameter name: merged tensor}; grams[i]: model i's Grams of group g
+                             reduction:str='sum', # as in `collect_grams`
+                             mask:Callable|None=None, # as in `collect_grams`
+                             max_batches:int|None=None, # as in `collect_grams`
+                             strict:bool=True # as in `collect_grams`
+                            ) -> list:
+    "Per model, Gram matrices whose group-g inputs come from the already merged groups 0..g−1 (RegMean++)."
+    import copy
+    if len(batches) != len(models): fail(f"collect_grams_sequential: {len(batches)} batch sources for {len(models)} models")
+    work = [copy.deepcopy(m) for m in models]
+    out = [{} for _ in models]
+    for g, group in enumerate(groups):
+        grams = [collect_grams(w, group, b, run, reduction, mask, max_batches, strict) for w, b in zip(work, batches)]
+        new = merge(g, grams)
+        for w in work:
+            ps = dict(w.named_parameters())
+            for k, t in new.items():
+                if k not in ps: fail(f"collect_grams_sequential: merge returned '{k}', which is not a parameter of the model")
+                with torch.no_grad(): ps[k].copy_(t)
+        for o, G in zip(out, grams): o.update(G)
+    return out
