@@ -349,9 +349,9 @@ def _tensor_thresholds(t):
     t.thresholds = thr
 
 def _thresholds(tasks, threads):
-    "Trim thresholds: per model over the whole model (trim_scope='model'), and per tensor for tensors bigger than 8 chunks."
+    "Trim thresholds: per model over the whole model (trim_scope='model'), and per tensor for tensors bigger than a chunk."
     big = [t for t in tasks if t.method is not None and t.params.get('trim_scope') == 'tensor' and t.base is not None
-           and 'density' in t.params and math.prod(t.shape) > 8 * CHUNK_NUMEL]
+           and 'density' in t.params and math.prod(t.shape) > CHUNK_NUMEL]  # merged in row blocks, never whole
     if big:
         with ThreadPoolExecutor(threads) as ex: list(ex.map(_tensor_thresholds, big))
     ts = [t for t in tasks if t.method is not None and t.params.get('trim_scope') == 'model']
