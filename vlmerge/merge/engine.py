@@ -368,6 +368,11 @@ def _thresholds(tasks, threads):
         thr = math.inf if k == 0 else (0.0 if k >= total else kth_largest_abs(chunks, k))
         for t in ts: t.thresholds = (t.thresholds or [None] * n); t.thresholds[i] = thr
 
+def _unmap_freed():
+    "Have glibc map each block of 1 MiB or more on its own (M_MMAP_THRESHOLD): freed blocks go back to the system at once."
+    try: import ctypes; ctypes.CDLL('libc.so.6').mallopt(-3, 1 << 20)
+    except (OSError, AttributeError): pass  # not glibc: nothing to do
+
 def run_tasks(tasks:list, # the plan
               write:Callable, # write(key, tensor, elem_offset)
               threads:int|None=None, # worker threads (default: up to 4, one per core)
@@ -375,6 +380,7 @@ def run_tasks(tasks:list, # the plan
              ):
     "Run every task (row chunks of elementwise ones in parallel) and hand results to `write`."
     threads = threads or max(1, min(4, os.cpu_count() or 1))
+    _unmap_freed()
     _thresholds(tasks, threads)
     items = [(t, a, b) for t in tasks for a, b in _chunks(t)]
     total = sum(math.prod(t.shape) * 4 for t in tasks)
