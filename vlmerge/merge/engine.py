@@ -388,8 +388,12 @@ def run_tasks(tasks:list, # the plan
     bar = tqdm(total=total, unit='B', unit_scale=True, desc='merging', disable=None if progress else True, leave=False)
     nt = torch.get_num_threads()
     if threads > 1: torch.set_num_threads(max(1, nt // threads))
+    from contextlib import nullcontext
+    gram = threading.Semaphore(1)  # one Gram-matrix solve at a time: each holds several (in, in) float64 matrices
     def work(it):
-        t, a, b = it; off, r = _do(t, a, b); write(t.key, r, off)
+        t, a, b = it
+        with gram if t.aux is not None and t.method.aux == 'gram' else nullcontext(): off, r = _do(t, a, b)
+        write(t.key, r, off)
         return r.numel() * 4
     pending = set()
     try:
