@@ -1,13 +1,15 @@
-"""Benchmark of `vlmerge merge` (not a test): three 110M-parameter fp32 models plus a base, merged with linear,
-task arithmetic, TIES and RegMean, each in a fresh process.
+"""Benchmark of `vlmerge merge` (not a test): three fine-tuned fp32 models plus a base, merged with linear, task
+arithmetic, TIES (per-tensor and whole-model trimming), DARE and RegMean, each in a fresh process.
 
-    .venv/bin/python benchmarks/merge_bench.py [--dir benchmarks/out] [--threads 2] [--methods linear,ties]
+    .venv/bin/python benchmarks/merge_bench.py [--size 110M|551M] [--dir benchmarks/out] [--threads 2] [--methods linear,ties] [--clean]
 
-Prints, per method: wall time from process start to finish, the part of it spent after `import torch`, and peak
+Prints, per method: wall time from process start to the end of the merge, the part of it spent after `import torch`, peak
 resident anonymous memory (RssAnon, sampled every 2 ms), absolute and above the baseline of a process that has only
-imported torch. The models (BERT-base shapes, 110M parameters, 440 MB each) and the RegMean Gram matrices are
-generated once under --dir (about 5 GB) and reused."""
-import argparse, json, os, subprocess, sys, threading, time
+imported torch, and a digest of the merged tensors (equal digests: bitwise equal results, e.g. before and after a change,
+with PYTHONPATH pointing at either). The models (BERT-base shapes: 110M parameters, 440 MB each; or 551M: width 1024,
+41 layers, MLP 4096, vocabulary 32128, 2.2 GB each) and the RegMean Gram matrices are generated once under
+--dir/SIZE (about 5 GB for 110M, 29 GB for 551M) and reused; --clean deletes them (and the merged outputs) at the end."""
+import argparse, json, os, shutil, subprocess, sys, threading, time
 from pathlib import Path
 
 T0 = time.time()
@@ -43,12 +45,17 @@ def shapes(width=768, depth=12, mlp=3072, vocab=30522, positions=512):
     return s | {'pooler.weight': (width, width), 'pooler.bias': (width,)}
 
 
-def generate(d:Path):
+SIZES = {'110M': {}, '551M': dict(width=1024, depth=41, mlp=4096, vocab=32128)}
+
+
+def generate(d:Path, size='110M'):
     "Write base + three fine-tuned models (base + small noise) and Gram matrices for their linear layers."
     import torch
-    from vlmerge.core import save_sharded
-    sh = shapes()
+    from vlmerge.core import save_sharded, ShardWriter
+    sh = shapes(**SIZES[size])
     n = sum(torch.Size(s).numel() for s in sh.values())
+    done = all((d/x/'model.safetensors.index.json').exists() for x in ('base', 'a', 'b', 'c', 'grams_a', 'grams_b', 'grams_c'))
+    if done: return n
     g = torch.Generator().manual_seed(0)
     base = {k: torch.randn(s, generator=g) * 0.02 for k, s in sh.items()}
     if not (d/'base'/'model.safetensors.index.json').exists(): save_sharded(base, d/'base', max_shard_bytes=2**30)
@@ -56,15 +63,15 @@ def generate(d:Path):
         if (d/name/'model.safetensors.index.json').exists(): continue
         ft = {k: v + torch.randn(v.shape, generator=g) * 0.002 for k, v in base.items()}
         save_sharded(ft, d/name, max_shard_bytes=2**30); del ft
+    del base
     for name in 'abc':
         p = d/f'grams_{name}'
         if (p/'model.safetensors.index.json').exists(): continue
-        G = {}
-        for k, s in sh.items():
-            if len(s) == 2 and not k.startswith('embeddings'):
-                A = torch.randn(s[1], 32, generator=g, dtype=torch.float64)
-                G[k] = A @ A.T + s[1] * torch.eye(s[1], dtype=torch.float64)
-        save_sharded(G, p, max_shard_bytes=2**30); del G
+        with ShardWriter(p, max_shard_bytes=2**30) as w:  # one Gram at a time: at 551M they are 6.5 GB per model
+            for k, s in sh.items():
+                if len(s) == 2 and not k.startswith('embeddings'):
+                    A = torch.randn(s[1], 32, generator=g, dtype=torch.float64)
+                    w.add(k, A @ A.T + s[1] * torch.eye(s[1], dtype=torch.float64))
     return n
 
 
@@ -76,6 +83,10 @@ def configs(d:Path, threads):
                             'models': [{'model': x} for x in m]},
         'ties': {'merge_method': 'ties', 'base_model': f'{d}/base', 'parameters': {'density': 0.2},
                  'models': [{'model': x} for x in m]},
+        'ties_model': {'merge_method': 'ties', 'base_model': f'{d}/base', 'parameters': {'density': 0.2, 'trim_scope': 'model'},
+                       'models': [{'model': x} for x in m]},
+        'dare_ties': {'merge_method': 'dare_ties', 'base_model': f'{d}/base', 'parameters': {'density': 0.2, 'seed': 0},
+                      'models': [{'model': x} for x in m]},
         'regmean': {'merge_method': 'regmean', 'models': [{'model': x, 'statistics': f'{d}/grams_{n}'} for x, n in zip(m, 'abc')]},
     }
 
@@ -117,8 +128,23 @@ def child(method, cfg_path, out, threads):
     base = _rss_anon()
     from vlmerge.merge.config import merge_command
     merge_command([cfg_path, '--out', out, '--no-progress', '--threads', str(threads)])
-    peak = s.finish()
-    print(json.dumps({'peak': peak, 'after_import_s': time.time() - t_import, 'rss_after_torch': base}))
+    peak = s.finish(); end = time.time()
+    print(json.dumps({'peak': peak, 'after_import_s': end - t_import, 'end': end, 'rss_after_torch': base, 'digest': digest(out)}))
+
+
+def digest(out):
+    "SHA-256 over the merged tensors in key order (names, dtypes, shapes, bytes): equal digests, bitwise equal merges."
+    import hashlib
+    from vlmerge.core import open_checkpoint
+    r, h = open_checkpoint(out), hashlib.sha256()
+    for k in sorted(r.keys()):
+        t = r.get(k); h.update(f'{k}:{t.dtype}:{tuple(t.shape)}'.encode()); h.update(t.contiguous().view(-1).view(torch_u8()).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def torch_u8():
+    import torch
+    return torch.uint8
 
 
 def baseline():
@@ -132,15 +158,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--dir', default=str(ROOT/'benchmarks'/'out'))
     ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--methods', default='linear,task_arithmetic,ties,regmean')
+    ap.add_argument('--methods', default='linear,task_arithmetic,ties,ties_model,dare_ties,regmean')
+    ap.add_argument('--size', choices=sorted(SIZES), default='110M')
+    ap.add_argument('--clean', action='store_true', help='delete the generated models and merged outputs at the end')
     ap.add_argument('--repeat', type=int, default=1, help='runs per method (the fastest is reported)')
     a = ap.parse_args()
-    d = Path(a.dir); d.mkdir(parents=True, exist_ok=True)
-    t = time.time(); n = generate(d); print(f"models ready under {d} ({n/1e6:.1f}M parameters each, {time.time()-t:.0f} s)")
+    d = Path(a.dir)/a.size; d.mkdir(parents=True, exist_ok=True)
+    t = time.time(); n = generate(d, a.size); print(f"models ready under {d} ({n/1e6:.1f}M parameters each, {time.time()-t:.0f} s)")
     py = sys.executable
     b = json.loads(subprocess.run([py, __file__, '_baseline'], capture_output=True, text=True, check=True).stdout)['peak']
     print(f"baseline (only `import torch`): RssAnon peak {b/2**20:.0f} MiB; {os.cpu_count()} cores, {a.threads} merge threads")
-    print(f"{'method':18s}{'wall s':>9s}{'after import s':>16s}{'peak RssAnon MiB':>18s}{'above baseline MiB':>20s}")
+    print(f"{'method':18s}{'wall s':>9s}{'after import s':>16s}{'peak RssAnon MiB':>18s}{'above baseline MiB':>20s}  digest")
     import yaml
     chosen = [x for w in a.methods.split(',') for x in (MODERN if w == 'modern' else (w,))]
     for m, cfg in (configs(d, a.threads) | modern_configs(d)).items():
@@ -150,11 +178,13 @@ def main():
         for _ in range(a.repeat):
             t = time.time()
             r = subprocess.run([py, __file__, '_child', m, str(cp), str(d/f'merged_{m}'), str(a.threads)], capture_output=True, text=True)
-            wall = time.time() - t
             if r.returncode: print(r.stderr); sys.exit(r.returncode)
-            res = json.loads(r.stdout.strip().splitlines()[-1]) | {'wall': wall}
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+            res['wall'] = res['end'] - t  # the digest, computed after, is not timed
             if best is None or res['wall'] < best['wall']: best = res
-        print(f"{m:18s}{best['wall']:9.2f}{best['after_import_s']:16.2f}{best['peak']/2**20:18.0f}{(best['peak']-b)/2**20:20.0f}")
+        print(f"{m:18s}{best['wall']:9.2f}{best['after_import_s']:16.2f}{best['peak']/2**20:18.0f}{(best['peak']-b)/2**20:20.0f}  {best['digest']}", flush=True)
+        if a.clean: shutil.rmtree(d/f'merged_{m}', ignore_errors=True)
+    if a.clean: shutil.rmtree(d); print(f"removed {d}")
 
 
 if __name__ == '__main__':

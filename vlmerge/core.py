@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 
 # %% auto #0
 __all__ = ['INDEX_NAME', 'SINGLE_NAME', 'COMMANDS', 'VLMergeError', 'fail', 'set_seed', 'rng_state', 'set_rng_state',
-           'get_device', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'save_sd', 'sd_equal', 'ShardWriter',
-           'save_sharded', 'CheckpointReader', 'open_checkpoint', 'load_sd', 'from_dict', 'to_dict', 'apply_sets',
-           'load_config', 'save_config', 'human_count', 'sd_numel', 'command']
+           'get_device', 'remove_stale', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'save_sd', 'sd_equal',
+           'ShardWriter', 'save_sharded', 'CheckpointReader', 'open_checkpoint', 'load_sd', 'from_dict', 'to_dict',
+           'apply_sets', 'load_config', 'save_config', 'human_count', 'sd_numel', 'command']
 
 # %% ../nbs/00_core.ipynb #a98e1a51
 class VLMergeError(Exception):
@@ -62,18 +62,55 @@ def get_device(device:str|None=None # 'cpu', 'cuda', 'cuda:1', 'mps'; None picks
     if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
+# %% ../nbs/00_core.ipynb #c9e3f4a5
+import hashlib, re, socket
+
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_STALE = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<start>\d+)@(?P<host>[0-9a-f]{8})\.\w+\.(?P<kind>tmp|old)$')
+
+def _start_time(pid:int) -> str|None:
+    "Start time of process `pid` in clock ticks after boot ('0' where /proc is missing; None: no such process)."
+    if not os.path.exists('/proc/self/stat'):
+        try: os.kill(pid, 0)
+        except ProcessLookupError: return None
+        except OSError: pass
+        return '0'
+    try: return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError, IndexError): return None
+
+def _marker() -> str: return f'{os.getpid()}-{_start_time(os.getpid()) or 0}@{_HOST}'
+
+def remove_stale(folder:str|Path # a folder that vlmerge writes into
+                ) -> list:
+    "Remove the temporary files and folders that dead vlmerge writers of this host left in `folder`; return their paths."
+    try: entries = sorted(Path(folder).iterdir())
+    except (FileNotFoundError, NotADirectoryError): return []
+    gone = []
+    for p in entries:
+        m = _STALE.match(p.name)
+        if not m or m['host'] != _HOST: continue
+        s = _start_time(int(m['pid']))
+        if s is not None and (s == m['start'] or '0' in (s, m['start'])): continue  # its writer still runs (or may)
+        dest = p.with_name(m['name'])
+        try:
+            if m['kind'] == 'old' and not dest.exists(): os.replace(p, dest); continue  # killed between its two renames
+            _rm(p); gone.append(p)
+        except FileNotFoundError: pass  # another process cleaned it first
+    return gone
+
 # %% ../nbs/00_core.ipynb #011de4c6
 @contextlib.contextmanager
 def atomic_path(dest:str|Path # the final path (file or folder)
                ):
     "Yield a temporary path beside `dest`; on success rename it to `dest`, on error remove it."
     dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent)
+    remove_stale(dest.parent)  # what a killed writer of this host left in the folder
+    fd, tmp = tempfile.mkstemp(prefix=f'.{dest.name}.{_marker()}.', suffix='.tmp', dir=dest.parent)
     os.close(fd); os.unlink(tmp); tmp = Path(tmp)
     try:
         yield tmp
         if dest.is_dir() and not dest.is_symlink() and tmp.is_dir():
-            old = dest.with_name(f'.{dest.name}.old'); os.replace(dest, old); os.replace(tmp, dest); _rm(old)
+            old = tmp.with_suffix('.old'); os.replace(dest, old); os.replace(tmp, dest); _rm(old)
         else: os.replace(tmp, dest)
     finally:
         if tmp.exists(): _rm(tmp)

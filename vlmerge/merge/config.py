@@ -162,7 +162,7 @@ def merge_command(argv:list # command-line arguments after `vlmerge merge`
     "`vlmerge merge CONFIG.yaml --out DIR`: validate the config and inputs, then merge, streaming, into DIR."
     ap = argparse.ArgumentParser(prog='vlmerge merge', description=merge_command.__doc__)
     ap.add_argument('config', help='merge config (YAML or JSON)')
-    ap.add_argument('--out', required=True, help='output folder (created atomically; replaced if it exists)')
+    ap.add_argument('--out', required=True, help='output folder (created atomically; replaced if it exists). Temporary folders that a killed run on this machine left beside it (named .OUT.PID-START@HOST.*.tmp) are removed first, once their writer is provably dead')
     ap.add_argument('--threads', type=int, default=None, help='worker threads (default: up to 4, one per core)')
     ap.add_argument('--max-shard-size', default='5GB', help='largest output shard, e.g. 2GB (default 5GB)')
     ap.add_argument('--dry-run', action='store_true', help='validate the config and the inputs, write nothing')

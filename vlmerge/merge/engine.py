@@ -351,9 +351,9 @@ def _tensor_thresholds(t):
     t.thresholds = thr
 
 def _thresholds(tasks, threads):
-    "Trim thresholds: per model over the whole model (trim_scope='model'), and per tensor for tensors bigger than 8 chunks."
+    "Trim thresholds: per model over the whole model (trim_scope='model'), and per tensor for tensors bigger than a chunk."
     big = [t for t in tasks if t.method is not None and t.params.get('trim_scope') == 'tensor' and t.base is not None
-           and 'density' in t.params and math.prod(t.shape) > 8 * CHUNK_NUMEL]
+           and 'density' in t.params and math.prod(t.shape) > CHUNK_NUMEL]  # merged in row blocks, never whole
     if big:
         with ThreadPoolExecutor(threads) as ex: list(ex.map(_tensor_thresholds, big))
     ts = [t for t in tasks if t.method is not None and t.params.get('trim_scope') == 'model']
@@ -370,6 +370,11 @@ def _thresholds(tasks, threads):
         thr = math.inf if k == 0 else (0.0 if k >= total else kth_largest_abs(chunks, k))
         for t in ts: t.thresholds = (t.thresholds or [None] * n); t.thresholds[i] = thr
 
+def _unmap_freed():
+    "Have glibc map each block of 1 MiB or more on its own (M_MMAP_THRESHOLD): freed blocks go back to the system at once."
+    try: import ctypes; ctypes.CDLL('libc.so.6').mallopt(-3, 1 << 20)
+    except (OSError, AttributeError): pass  # not glibc: nothing to do
+
 def run_tasks(tasks:list, # the plan
               write:Callable, # write(key, tensor, elem_offset)
               threads:int|None=None, # worker threads (default: up to 4, one per core)
@@ -377,6 +382,7 @@ def run_tasks(tasks:list, # the plan
              ):
     "Run every task (row chunks of elementwise ones in parallel) and hand results to `write`."
     threads = threads or max(1, min(4, os.cpu_count() or 1))
+    _unmap_freed()
     _thresholds(tasks, threads)
     items = [(t, a, b) for t in tasks for a, b in _chunks(t)]
     total = sum(math.prod(t.shape) * 4 for t in tasks)
@@ -384,8 +390,12 @@ def run_tasks(tasks:list, # the plan
     bar = tqdm(total=total, unit='B', unit_scale=True, desc='merging', disable=None if progress else True, leave=False)
     nt = torch.get_num_threads()
     if threads > 1: torch.set_num_threads(max(1, nt // threads))
+    from contextlib import nullcontext
+    gram = threading.Semaphore(1)  # one Gram-matrix solve at a time: each holds several (in, in) float64 matrices
     def work(it):
-        t, a, b = it; off, r = _do(t, a, b); write(t.key, r, off)
+        t, a, b = it
+        with gram if t.aux is not None and t.method.aux == 'gram' else nullcontext(): off, r = _do(t, a, b)
+        write(t.key, r, off)
         return r.numel() * 4
     pending = set()
     try:

@@ -175,53 +175,268 @@ def _pair_tensors(src, kmap:dict, base=None, pairs=None):
 def _record(skey, p, group_fn) -> dict:
     return dict(key=skey, layer=layer_index(skey), group=group_fn(skey), pair=p)
 
-# %% ../../nbs/05_metrics.distance.ipynb #828c383c
+# %% ../../nbs/05_metrics.distance.ipynb #a1f0c2d4
+def _shape(src, key:str) -> tuple:
+    return tuple(src[key].shape) if isinstance(src, dict) else tuple(src.shape(key))
+
+def _rows(src, key:str, a:int, b:int) -> torch.Tensor:
+    "Rows a:b of tensor `key` (a scalar whole), read without loading the rest when `src` is a checkpoint."
+    if isinstance(src, dict): t = src[key]; return t if t.ndim == 0 else t[a:b]
+    return src.rows(key, a, b)
+
+_ROWS = 1 << 18  # elements per streamed block
+
+def _step(shape) -> int:
+    "Rows per streamed block of a tensor of `shape`."
+    return max(1, _ROWS // max(1, math.prod(shape[1:])))
+
+def _plan(src, kmap:dict, base, pairs) -> list:
+    "Per shared key: (skey, [(expert, key, base key)], [(a, b) pairs], shape), checked before anything is read."
+    if not kmap: fail("the key map is empty: the checkpoint has no per-modality experts to compare")
+    plan = []
+    for skey, experts in kmap.items():
+        eks, shape = [], None
+        for m in _expert_order(experts):
+            ek = experts[m]
+            if ek not in src: fail(f"{getattr(src, 'where', 'state dict')}: no key '{ek}'")
+            sh = _shape(src, ek)
+            if shape is None: shape = sh
+            elif sh != shape: fail(f"'{ek}': shape {sh} differs from the other experts of '{skey}'")
+            bk = None
+            if base is not None:
+                bk = ek if ek in base else skey
+                if bk not in base: fail(f"{getattr(base, 'where', 'state dict')}: no key '{bk}'")
+                if math.prod(_shape(base, bk)) != math.prod(shape): fail(f"base '{skey}': shape {_shape(base, bk)} does not match expert '{ek}'")
+            eks.append((m, ek, bk))
+        prs = [(a, b) for a, b in itertools.combinations([m for m, *_ in eks], 2) if pairs is None or f'{a}-{b}' in pairs]
+        if prs: plan.append((skey, eks, prs, shape))
+    return plan
+
+def _flat(t:torch.Tensor) -> torch.Tensor:
+    "A flat CPU float32/float64 copy-free view where possible (other dtypes converted exactly to float32)."
+    t = t.detach().reshape(-1).cpu()
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+def _release(*srcs):
+    "Unmap what checkpoint readers have read so far (they reopen lazily): the resident set stays at a few blocks."
+    for s in srcs:
+        if isinstance(getattr(s, 'srcs', None), dict): _release(*s.srcs.values())  # `_Joined`
+        elif hasattr(s, 'rows') and hasattr(s, 'close'): s.close()
+
+_MAPPED = 64 << 20  # bytes read between two `_release`s
+
+def _chunks(src, base, item, io:list):
+    "Yield {expert: (weights, W0 or None)}, flat, for one shared key, one row block at a time; `io[0]` counts bytes read."
+    skey, eks, _, shape = item
+    row, step = max(1, math.prod(shape[1:])), _step(shape)
+    for a in range(0, shape[0] if shape else 1, step):
+        if io[0] > _MAPPED: _release(src, base); io[0] = 0
+        out = {}
+        for m, ek, bk in eks:
+            w0 = None
+            if bk is not None:
+                w0 = _rows(base, bk, a, a + step) if _shape(base, bk) == shape else _get(base, bk).reshape(-1)[a * row:(a + step) * row]
+                w0 = _flat(w0)
+            out[m] = (_flat(_rows(src, ek, a, a + step)), w0)
+            io[0] += out[m][0].numel() * (4 if w0 is None else 8)
+        yield out
+
+# %% ../../nbs/05_metrics.distance.ipynb #b2e1d3f5
 _SHIFT = 44  # float64 bits >> 44: sign (0), exponent and the top 8 mantissa bits
+_LO = (1023 - 150) << 8  # bins start at 2^-150 (below float32's smallest subnormal); smaller w share bin 0 with the zeros
+_NBINS = (0x800 << 8) - _LO  # every w >= 0 (and +inf, NaN) has a bin below this
 
 def _bins(w:torch.Tensor) -> torch.Tensor:
-    return w.view(torch.int64) >> _SHIFT
+    "Monotone int64 bins of float64 w >= 0: w <= w' implies bin(w) <= bin(w')."
+    return (w.view(torch.int64) >> _SHIFT).sub_(_LO).clamp_(min=0)
 
+def _diff(x, w0): return x.double() if w0 is None else x.double() - w0.double()
+
+def _t1(acc:list, x, bx, y, by, hist=None, wc=None) -> tuple:
+    "Pass 1 in torch: add d2, xy, xx, yy, ssd_num, ssd_den to `acc`; count bins of w into `hist`; copy w, c into `wc`."
+    x, y = _diff(x, bx), _diff(y, by); d = x - y
+    acc[0] += float(torch.dot(d, d)); acc[1] += float(torch.dot(x, y)); acc[2] += float(torch.dot(x, x)); acc[3] += float(torch.dot(y, y))
+    w = x.abs().add_(y.abs()); c = w - torch.add(x, y, out=d).abs_()  # cancelled mass: 0 where signs agree
+    acc[4] += float(c.sum()); acc[5] += float(w.sum())
+    if wc is not None: wc[0].copy_(w); wc[1].copy_(c)
+    if hist is None or not w.numel(): return _NBINS, -1
+    b = _bins(w); hb = torch.bincount(b); hist[:len(hb)] += hb
+    return int(b.min()), len(hb) - 1
+
+def _t2(acc:list, x, bx, y, by, cut:int):
+    "Pass 2 in torch: add to `acc` the TSSD sums of coordinates whose bin is above `cut`; return (w, c) of those in it."
+    x, y = _diff(x, bx), _diff(y, by); w = x.abs().add_(y.abs()); c = w - (x + y).abs_(); b = _bins(w)
+    up, e = b > cut, b == cut
+    acc[0] += float(c[up].sum()); acc[1] += float(w[up].sum()); acc[2] += int(up.sum())
+    return w[e], c[e]
+
+# %% ../../nbs/05_metrics.distance.ipynb #c3f2e4a6
+import threading
+try: import numba, numpy as np
+except ImportError: numba = None
+
+if numba is not None:
+    _jit = numba.njit(cache='__file__' in globals(), nogil=True)  # compiled once, then loaded from the cache
+    _jit_sum = numba.njit(cache='__file__' in globals(), nogil=True, fastmath={'reassoc'})  # float64 sums, any order
+
+    @_jit_sum
+    def _nb_w(x, bx, y, by, acc, wo, co):
+        "Pass 1 sums of a block, in float64 (`bx`, `by` empty: raw weights); w and c go to `wo`, `co`."
+        d2 = xy = xx = yy = sn = sd = 0.0
+        for i in range(x.size):
+            a, b = np.float64(x[i]), np.float64(y[i])
+            if bx.size: a -= np.float64(bx[i]); b -= np.float64(by[i])
+            d = a - b; w = abs(a) + abs(b); c = w - abs(a + b)
+            d2 += d * d; xy += a * b; xx += a * a; yy += b * b; sn += c; sd += w; wo[i] = w; co[i] = c
+        acc[0] += d2; acc[1] += xy; acc[2] += xx; acc[3] += yy; acc[4] += sn; acc[5] += sd
+
+    @_jit
+    def _nb_hist(w, hist, span):
+        "Count the bins of w into `hist`; widen `span` (lowest, highest bin)."
+        bits, lo, hi = w.view(np.int64), span[0], span[1]
+        for i in range(w.size):
+            k = max((bits[i] >> _SHIFT) - _LO, 0); hist[k] += 1
+            if k < lo: lo = k
+            if k > hi: hi = k
+        span[0], span[1] = lo, hi
+
+    @_jit_sum
+    def _nb_above(x, bx, y, by, t_lo, t_hi, acc, wo, co):
+        "Pass 2 of a block: TSSD sums of w >= t_hi into `acc`; w, c of t_lo <= w < t_hi into `wo`, `co`; returns how many."
+        sn = sd = 0.0; n = m = 0
+        for i in range(x.size):
+            a, b = np.float64(x[i]), np.float64(y[i])
+            if bx.size: a -= np.float64(bx[i]); b -= np.float64(by[i])
+            w = abs(a) + abs(b); wo[i] = w
+            if w >= t_hi: sn += w - abs(a + b); sd += w; n += 1
+        for i in range(x.size):
+            if t_lo <= wo[i] < t_hi:
+                a, b = np.float64(x[i]), np.float64(y[i])
+                if bx.size: a -= np.float64(bx[i]); b -= np.float64(by[i])
+                wo[m] = wo[i]; co[m] = wo[i] - abs(a + b); m += 1
+        acc[0] += sn; acc[1] += sd; acc[2] += n
+        return m
+
+_tls = threading.local()
+
+def _scratch(n:int) -> tuple:
+    "Two float64 buffers of n elements, reused across blocks (fresh pages cost more than the arithmetic)."
+    b = getattr(_tls, 'buf', None)
+    if b is None or len(b[0]) < n: b = _tls.buf = (np.empty(max(n, _ROWS)), np.empty(max(n, _ROWS)))
+    return b[0][:n], b[1][:n]
+
+def _np(t, like):
+    return t.numpy() if t is not None else np.empty(0, like.numpy().dtype)
+
+def _edge(b:int) -> float:
+    "The smallest w in bin b (> 0)."
+    return torch.tensor([(b + _LO) << _SHIFT], dtype=torch.int64).view(torch.float64).item()
+
+def _k1(acc:list, x, bx, y, by, hist=None, wc=None) -> tuple:
+    "Pass 1 over one block (`_t1`), fused when numba is installed; returns the block's lowest and highest bin."
+    if numba is None: return _t1(acc, x, bx, y, by, hist, wc)
+    a, span = np.zeros(6), np.array([_NBINS, -1])
+    wo, co = (wc[0].numpy(), wc[1].numpy()) if wc is not None else _scratch(x.numel())
+    _nb_w(x.numpy(), _np(bx, x), y.numpy(), _np(by, y), a, wo, co)
+    if hist is not None: _nb_hist(wo, hist.numpy(), span)
+    for j in range(6): acc[j] += float(a[j])
+    return int(span[0]), int(span[1])
+
+def _k2(acc:list, x, bx, y, by, cut:int):
+    "Pass 2 over one block (`_t2`), fused when numba is installed."
+    if numba is None: return _t2(acc, x, bx, y, by, cut)
+    a, (wo, co) = np.zeros(3), _scratch(x.numel())
+    m = _nb_above(x.numpy(), _np(bx, x), y.numpy(), _np(by, y), _edge(cut) if cut else 0., _edge(cut + 1), a, wo, co)
+    acc[0] += float(a[0]); acc[1] += float(a[1]); acc[2] += int(a[2])
+    return torch.from_numpy(wo[:m].copy()), torch.from_numpy(co[:m].copy())
+
+# %% ../../nbs/05_metrics.distance.ipynb #d4a3f5b7
+def _add_tssd(st:dict, w, c, m=None):
+    "Add the TSSD sums of the coordinates selected by mask `m` (all when None)."
+    if m is not None: w, c = w[m], c[m]
+    st['tssd_num'] += float(c.sum()); st['tssd_den'] += float(w.sum()); st['tssd_n'] += w.numel()
+
+class _Sel:
+    "Exact top-kk of streamed w >= 0 (ties to the earlier coordinate): pass 1 counts bins, pass 2 sums above the cut bin and ranks inside it."
+    def __init__(self): self.hist, self.n, self.edge = torch.zeros(_NBINS, dtype=torch.int64), 0, []
+    def cut(self, k:float):
+        "Fix the bin holding the kk-th largest w, and how many coordinates of that bin are kept."
+        kk, nz = k_count(self.n, k), self.hist.nonzero()
+        lo, hi = (int(nz.min()), int(nz.max())) if len(nz) else (0, 0)
+        above = self.hist[lo:hi + 1].flip(0).cumsum(0).flip(0)  # above[b - lo]: how many w lie in bins >= b
+        b = int((above >= kk).nonzero().max()); self.bin, self.all = lo + b, kk >= self.n
+        self.need = kk - (int(above[b + 1]) if b + 1 < len(above) else 0)
+    def finish(self, recs:list):
+        "Add the `need` largest coordinates of the cut bin (stable sort: ties to the earlier one) to their records."
+        if not self.edge: return
+        ws, cs, ix = (torch.cat(t) for t in zip(*self.edge))
+        o = torch.sort(ws, descending=True, stable=True).indices[:self.need]
+        ws, cs, ix = ws[o], cs[o], ix[o]
+        for i in ix.unique().tolist(): _add_tssd(recs[i], ws, cs, ix == i)
+
+_ACC = ('d2', 'xy', 'xx', 'yy', 'ssd_num', 'ssd_den')  # what pass 1 accumulates, in the kernels' order
+
+def _zero(rec:dict) -> dict:
+    return dict(rec, n=0, tssd_n=0, **{s: 0. for s in _SUMS if s not in ('n', 'tssd_n')})
+
+# %% ../../nbs/05_metrics.distance.ipynb #828c383c
 def distances(src, # experts: a state dict or a `CheckpointReader`
               kmap:dict, # key map {shared_key: {expert: expert_key}}
               base=None, # seed W0 (state dict or reader): compare modality vectors W_m − W0; None: raw weights
               k:float=10., # TSSD keeps the top k% coordinates by |x|+|y|
-              scope:str='tensor', # 'tensor': top k% of each parameter; 'global': of the whole model (two passes)
+              scope:str='tensor', # 'tensor': top k% of each parameter; 'global': of the whole model
               pairs:list|None=None, # only these pairs, e.g. ['v-l']; None: all
               group_fn=param_group # shared key -> parameter group
              ) -> list:
-    "One record of float64 sums per (shared parameter, pair of experts), streamed one parameter at a time."
+    "One record of float64 sums per (shared parameter, pair of experts), streamed in row blocks."
     k_count(1, k)
     if scope not in ('tensor', 'global'): fail(f"scope={scope!r}: expected 'tensor' or 'global'")
-    if scope == 'tensor':
-        recs = [dict(_record(s, p, group_fn), **pair_sums(x, y, k)) for s, p, x, y in _pair_tensors(src, kmap, base, pairs)]
-    else: recs = _global(src, kmap, base, k, pairs, group_fn)
-    if not recs: fail(f"no pair of experts {pairs} in the key map")
+    plan = _plan(src, kmap, base, pairs)
+    if not plan: fail(f"no pair of experts {pairs} in the key map")
+    recs, span, gsel, items, io = [], [], {}, [], [0]
+    for item in plan:  # pass 1: every sum but TSSD's; TSSD of one-block tensors (per tensor); histograms for the rest
+        skey, _, prs, shape = item
+        ix = {p: len(recs) + j for j, p in enumerate(prs)}; items.append((item, ix))
+        recs += [_zero(_record(skey, f'{a}-{b}', group_fn)) for a, b in prs]; span += [(_NBINS, -1)] * len(prs)
+        n = math.prod(shape)
+        one = scope == 'tensor' and n <= _ROWS  # one block: select in memory
+        wcs = {p: (torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)) for p in prs} if one else {}
+        sel = gsel if scope == 'global' else {p: _Sel() for p in prs} if not one else {}
+        at = 0
+        for ch in _chunks(src, base, item, io):
+            for p in prs:
+                i, acc, (x, bx), (y, by) = ix[p], [0.] * 6, ch[p[0]], ch[p[1]]
+                if one: _k1(acc, x, bx, y, by, wc=tuple(t[at:at + x.numel()] for t in wcs[p]))
+                else:
+                    s = sel.get(p) or sel.setdefault(p, _Sel()); lo, hi = _k1(acc, x, bx, y, by, s.hist); s.n += x.numel()
+                    span[i] = (min(span[i][0], lo), max(span[i][1], hi))
+                recs[i]['n'] += x.numel()
+                for name, v in zip(_ACC, acc): recs[i][name] += v
+            at += x.numel()
+        for p, (w, c) in wcs.items(): _add_tssd(recs[ix[p]], w, c, topk_mask(w, k))
+        if sel and scope == 'tensor': _pass2(src, base, [(item, ix)], sel, recs, span, k, io)
+    if scope == 'global': _pass2(src, base, items, gsel, recs, span, k, io)
     bad = [r['key'] for r in recs if not math.isfinite(r['ssd_den'] + r['d2'])]
     if bad: fail(f"'{bad[0]}': non-finite weights (NaN or inf)")
+    _release(src, base)
     return recs
 
-def _global(src, kmap, base, k, pairs, group_fn) -> list:
-    hist, tot = {}, {}
-    for _, p, x, y in _pair_tensors(src, kmap, base, pairs):  # pass 1: histogram of w per pair
-        hb = torch.bincount(_bins(_f64(x).abs() + _f64(y).abs()), minlength=1 << (63 - _SHIFT))
-        hist[p] = hist[p] + hb if p in hist else hb; tot[p] = tot.get(p, 0) + x.numel()
-    cut, need = {}, {}
-    for p, h in hist.items():
-        kk = k_count(tot[p], k); above = h.flip(0).cumsum(0).flip(0)  # above[b] = count of bins >= b
-        b = int((above >= kk).nonzero().max()); cut[p] = b
-        need[p] = kk - (int(above[b + 1]) if b + 1 < len(above) else 0)
-    recs, edge = [], {p: ([], [], []) for p in hist}
-    for s, p, x, y in _pair_tensors(src, kmap, base, pairs):  # pass 2: sums above the cut bin, collect the cut bin
-        x, y = _f64(x), _f64(y); w = x.abs() + y.abs(); bins = _bins(w)
-        st = pair_sums(x, y, mask=bins > cut[p]); recs.append(dict(_record(s, p, group_fn), **st))
-        e = bins == cut[p]; c = w[e] - (x[e] + y[e]).abs()
-        edge[p][0].append(w[e]); edge[p][1].append(c); edge[p][2].append(torch.full((len(c),), len(recs) - 1))
-    for p, (ws, cs, ix) in edge.items():
-        ws, cs, ix = torch.cat(ws), torch.cat(cs), torch.cat(ix)
-        o = torch.sort(ws, descending=True, stable=True).indices[:need[p]]
-        for i, wi, ci in zip(ix[o].tolist(), ws[o].tolist(), cs[o].tolist()):
-            recs[i]['tssd_num'] += ci; recs[i]['tssd_den'] += wi; recs[i]['tssd_n'] += 1
-    return recs
+def _pass2(src, base, items:list, sels:dict, recs:list, span:list, k:float, io:list):
+    "Cut each selection; stream again only the records whose bins straddle the cut; add the cut bin's share."
+    for s in sels.values(): s.cut(k)
+    for item, ix in items:
+        todo = []
+        for p, i in ix.items():
+            s, (lo, hi) = sels[p], span[i]
+            if s.all or lo > s.bin: recs[i].update(tssd_num=recs[i]['ssd_num'], tssd_den=recs[i]['ssd_den'], tssd_n=recs[i]['n'])
+            elif hi >= s.bin: todo.append(p)
+        for ch in (_chunks(src, base, item, io) if todo else ()):
+            for p in todo:
+                i, acc, (x, bx), (y, by) = ix[p], [0., 0., 0], ch[p[0]], ch[p[1]]
+                w, c = _k2(acc, x, bx, y, by, sels[p].bin)
+                recs[i]['tssd_num'] += acc[0]; recs[i]['tssd_den'] += acc[1]; recs[i]['tssd_n'] += acc[2]
+                if len(w): sels[p].edge.append((w, c, torch.full((len(w),), i)))
+    for s in sels.values(): s.finish(recs)
 
 # %% ../../nbs/05_metrics.distance.ipynb #c498d2fe
 def summarize(recs:list, # records from `distances`
@@ -250,6 +465,10 @@ class _Joined:
         s, r = self._split(key); return s is not None and r in s
     def get(self, key):
         s, r = self._split(key); return _get(s, r)
+    def shape(self, key):
+        s, r = self._split(key); return _shape(s, r)
+    def rows(self, key, a, b):
+        s, r = self._split(key); return _rows(s, r, a, b)
 
 def _float_keys(src) -> list:
     if isinstance(src, dict): return [k for k, v in src.items() if v.is_floating_point()]
