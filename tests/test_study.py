@@ -11,6 +11,7 @@ methods: [{method: interpolation, alpha: 0.5}, {method: arithmetic, lambda: 1.0}
 tasks: [classification, nlvr2]
 alpha_curve: [0.0, 1.0]
 gram_batches: 1
+naive_steps: both
 pretrain: {batch_size: 8, lr: 0.001, warmup: 0, log_every: 1}
 finetune: {train: {steps: 2, batch_size: 8}}
 """
@@ -36,7 +37,7 @@ def test_minimal_grid_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     assert all(f.stat().st_mtime_ns == t for f, t in done.items())          # finished cells were skipped
     cells = sorted(p.parent.name for p in out.glob('cells/*/result.json'))
-    assert len(cells) == 2 * (3 + 1) + 1                                     # 2 k_seed x (3 merges + unmerged) + agnostic
+    assert len(cells) == 3 * (3 + 1) + 1          # (naive, recipe, step-matched naive) x (3 merges + unmerged) + agnostic
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(OUTPUTS)
     rows = (out/'results.csv').read_text().splitlines()
     header = rows[0].split(',')
@@ -48,6 +49,17 @@ def test_minimal_grid_and_resume(tmp_path):
     res = json.loads((out/'cells'/'s0-k2-specific-merged-regmean_alpha_0.9'/'result.json').read_text())
     assert set(res['scores']) >= {'classification', 'nlvr2'} and 0 <= res['distances']['tau_ssd'] <= 1
     assert 'Study' in (out/'index.html').read_text()
+    # the step-matched naive control: K_seed 0 with K_seed + K = 4 modality-specific steps, reported beside the paper's naive
+    matched = json.loads((out/'cells'/'s0-k0-n4-specific-unmerged'/'result.json').read_text())
+    assert matched['k_seed'] == 0 and matched['steps'] == 4 and matched['naive'] == 'matched'
+    assert json.loads((out/'pretrain'/'s0-k0-specific-n4'/'pretrain'/'model'/'vlmerge.json').read_text())['steps'] == 4
+    assert json.loads((out/'pretrain'/'s0-k0-specific'/'pretrain'/'model'/'vlmerge.json').read_text())['steps'] == 2
+    idx = (out/'index.md').read_text()
+    assert 'naive, matched (K_seed + K)' in idx and 'counts modality-specific steps' in idx
+    assert 'Within pre-training groups' in idx and 'within pair acc.' in idx
+    # RegMean merged once per task, each from its own task's Grams
+    assert (out/'cells'/'s0-k2-specific-merged-regmean_alpha_0.9'/'model-nlvr2'/'config.json').exists()
+    assert (out/'pretrain'/'s0-k2-specific'/'pretrain'/'model'/'grams-nlvr2.safetensors').exists()
 
 
 def test_report_only_and_bad_config(tmp_path):
