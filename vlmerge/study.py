@@ -401,7 +401,7 @@ def naive_vs_recipe(rows:list, # from `collect`
     def cell(kind, ks, naive, steps, v, m):
         xs = [x for key, x in mean.items() if key[:6] == (kind, ks, naive, steps, v, m)]
         return (f"{np.mean(xs):.3f} ± {_mean_std(xs)[1]:.3f}", float(np.mean(xs))) if xs else ('–', None)
-    md = ['## Recipe against naive merging, two ways of counting steps', '', STEP_COUNTING,
+    md = ['## Recipe against naive merging, two ways of counting steps', '', STEP_COUNTING, '',
           'Scores: the mean over tasks of each main metric, mean ± std over seeds; Δ = recipe − naive.', '',
           '| model | variant | method | K_seed | recipe (K_seed + K) | naive, paper (K) | Δ paper | naive, matched (K_seed + K) | Δ matched |',
           '|---|---|---|---|---|---|---|---|---|']
