@@ -16,7 +16,7 @@ pretrain: {batch_size: 8, lr: 0.001, warmup: 0, log_every: 1}
 finetune: {train: {steps: 2, batch_size: 8}}
 """
 OUTPUTS = ['distances.csv', 'index.html', 'index.md', 'interpolation_alpha.png', 'predictors.md', 'results.csv',
-           'metric_vs_score.png', 'score_vs_kseed.png', 'study.yaml', 'tables.md']
+           'metric_vs_score.png', 'score_vs_kseed.png', 'study.yaml', 'tables.md', 'worker-0.log', 'worker-1.log', 'workers.yaml']
 
 
 def study(*args, **kw):
@@ -33,7 +33,7 @@ def test_minimal_grid_and_resume(tmp_path):
     p.send_signal(signal.SIGKILL); p.wait()
     done = {f: f.stat().st_mtime_ns for f in out.glob('cells/*/result.json')}
     assert done, 'no cell finished before the kill'
-    r = study(tmp_path/'s.yaml', '--out', out)
+    r = study(tmp_path/'s.yaml', '--out', out, '--workers', '2')              # resume in two worker processes
     assert r.returncode == 0, r.stderr
     assert all(f.stat().st_mtime_ns == t for f, t in done.items())          # finished cells were skipped
     cells = sorted(p.parent.name for p in out.glob('cells/*/result.json'))
@@ -72,3 +72,15 @@ def test_report_only_and_bad_config(tmp_path):
     assert r.returncode == 2 and 'no finished cells' in r.stderr
     r = study(tmp_path/'s.yaml', '--out', tmp_path/'o2', '--shard', '3/2')
     assert r.returncode == 2 and '--shard' in r.stderr
+
+
+def test_study_cpu_config(root):
+    # the longer CPU study (make study-cpu): K_seed over 4 values, 2 sharing variants, the step-matched naive control
+    from vlmerge.core import load_config
+    from vlmerge.study import StudyConfig, DEMO, expand, pretrain_settings
+    c = load_config(StudyConfig, root/'configs'/'study-cpu.yaml', [])
+    assert len(set(c.k_seed)) >= 4 and len(c.variants) >= 2 and c.naive_steps == 'both' and len(c.seeds) >= 3
+    assert {n for k, n, naive in pretrain_settings(c) if naive == 'matched'} == {c.steps + k for k in c.k_seed if k}
+    assert c.model == DEMO['model'] and c.steps == DEMO['steps']     # the demo's model and budget per stage
+    groups = {(x['k_seed'], x['steps']) for x in expand(c) if x['kind'] == 'merged'}
+    assert len(groups) == len(c.k_seed) + len([k for k in c.k_seed if k])

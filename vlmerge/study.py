@@ -20,7 +20,7 @@ from .train import TrainConfig
 __all__ = ['TASKS', 'MAIN_METRIC', 'USED_EXPERTS', 'STEP_COUNTING', 'DISTANCES', 'DEMO', 'StudyConfig', 'method_label',
            'pretrain_settings', 'expand', 'pretrained', 'grams_for', 'merge_folder', 'expert_distances', 'downstream',
            'zero_shot_scores', 'run_cell', 'run_study', 'collect', 'tables', 'naive_vs_recipe', 'merged_runs',
-           'within_report', 'report', 'study_cmd', 'demo_cmd']
+           'within_report', 'report', 'run_workers', 'study_cmd', 'demo_cmd']
 
 # %% ../nbs/07_study.ipynb #5e7eb5dc
 TASKS = ('vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation')
@@ -555,18 +555,45 @@ def _shard(s:str) -> tuple:
     except Exception: fail(f"--shard {s!r}: expected I/N with 0 <= I < N, e.g. 0/2")
     return i, n
 
+def run_workers(cfg:StudyConfig, # the study
+                conf:Path, # its config file (the workers read it)
+                out:Path, # the output folder
+                workers:int # processes, one math thread each
+               ) -> Path:
+    "Run every shard of a study in `workers` local processes (data built first, each worker's log in OUT/worker-I.log), then the report."
+    import subprocess, sys
+    from vlmerge.data.world import build_world
+    from vlmerge.data.text import world_tokenizer
+    d = cfg.data; build_world(d.seed, d.size, d.image_size, d.path); world_tokenizer(d.seed, d.size, d.image_size, d.path, d.vocab_size)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
+    logs = [out/f'worker-{i}.log' for i in range(workers)]
+    procs = []
+    for i, lg in enumerate(logs):
+        with open(lg, 'w') as f:
+            procs.append(subprocess.Popen([sys.executable, '-c', 'from vlmerge.cli import entry; entry()', 'study', str(conf), '--out', str(out),
+                                           '--shard', f'{i}/{workers}'], env=env, stdout=subprocess.DEVNULL, stderr=f))
+    bad = [lg for p, lg in zip(procs, logs) if p.wait()]
+    if bad:
+        tail = [l for l in bad[0].read_text().strip().splitlines() if l.strip()]
+        fail(f"study: a worker failed: {tail[-1] if tail else 'no message'} (log {bad[0]}; rerun to resume)")
+    return report(cfg, out)
+
 @command('study', help='run a study grid: pre-train, merge, distances, fine-tune, evaluate; tables and plots')
 def study_cmd(argv:list):
-    "`vlmerge study CONFIG.yaml --out DIR [--shard I/N] [--report-only] [--set KEY=VALUE ...]`"
+    "`vlmerge study CONFIG.yaml --out DIR [--shard I/N | --workers N] [--report-only] [--set KEY=VALUE ...]`"
     p = argparse.ArgumentParser(prog='vlmerge study', description='Run (or resume) a study grid; finished cells are skipped.')
     p.add_argument('config', help='study YAML (see the study notebook)')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--shard', default='0/1', help='I/N: run only shard I of N (one process per GPU)')
+    p.add_argument('--workers', type=int, default=1, help='N > 1: run the shards in N local processes, one math thread each, then report')
     p.add_argument('--report-only', action='store_true', help='only rewrite the report from finished cells')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config value')
     a = p.parse_args(argv)
     cfg = load_config(StudyConfig, a.config, a.set)
     if a.report_only: idx = report(cfg, a.out)
+    elif a.workers > 1:
+        out = Path(a.out); out.mkdir(parents=True, exist_ok=True); conf = out/'workers.yaml'; save_config(cfg, conf)
+        idx = run_workers(cfg, conf, out, a.workers)
     else:
         run_study(cfg, a.out, _shard(a.shard)); idx = Path(a.out)/'index.md'
     if idx.exists(): print((Path(a.out)/'tables.md').read_text()); print(f"report: {idx}")
@@ -591,7 +618,6 @@ DEMO = {
 @command('demo', help="the main job: a small study grid on the built-in world, end to end on CPU (make demo)")
 def demo_cmd(argv:list):
     "`vlmerge demo [--out runs/demo] [--workers 2]`: run the demo study and print its tables."
-    import subprocess, sys
     p = argparse.ArgumentParser(prog='vlmerge demo', description='A small study grid on the built-in world: pre-train, merge, measure, fine-tune, evaluate.')
     p.add_argument('--out', default='runs/demo', help='output folder (re-running resumes)')
     p.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1), help='processes, each with one math thread')
@@ -601,15 +627,6 @@ def demo_cmd(argv:list):
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     conf = out/'demo.yaml'; save_config(cfg, conf)
     t0 = time.time()
-    from vlmerge.data.world import build_world
-    from vlmerge.data.text import world_tokenizer
-    d = cfg.data; build_world(d.seed, d.size, d.image_size, d.path); world_tokenizer(d.seed, d.size, d.image_size, d.path, d.vocab_size)
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
-    procs = [subprocess.Popen([sys.executable, '-c', 'from vlmerge.cli import entry; entry()', 'study', str(conf), '--out', str(out), '--shard', f'{i}/{a.workers}'],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(a.workers)]
-    errs = [(p.wait(), p.stderr.read()) for p in procs]
-    bad = [e for rc, e in errs if rc]
-    if bad: fail(f"demo: a worker failed: {bad[0].strip().splitlines()[-1] if bad[0].strip() else 'no message'} (rerun to resume)")
-    idx = report(cfg, out)
+    idx = run_workers(cfg, conf, out, a.workers)
     print((out/'tables.md').read_text())
     print(f"demo finished in {time.time() - t0:.0f} s: report {idx}, plots {', '.join(str(p) for p in sorted(out.glob('*.png')))}")
