@@ -474,7 +474,7 @@ def merged_runs(rows:list, tasks) -> list:
     for r in rows:
         if r['kind'] == 'merged' and r['task'] in tasks and r['metric'] == MAIN_METRIC[r['task']]:
             grp = f"K_seed={r['k_seed']}" + (f" (naive, {r['steps']} steps)" if r.get('naive') == 'matched' else '')
-            by.setdefault(r['id'], {'id': r['id'], 'k_seed': r['k_seed'], 'method': r['method'], 'seed': r['seed'], 'variant': r['variant'], 'group': grp,
+            by.setdefault(r['id'], {'id': r['id'], 'k_seed': r['k_seed'], 'method': r['method'], 'seed': r['seed'], 'variant': r['variant'], 'steps': r.get('steps'), 'group': grp,
                                     **{k: r[k] for k in r if k.startswith(('tau_', 'raw_'))}, 'vals': []})['vals'].append(r['value'])
     return [{**{k: v for k, v in d.items() if k != 'vals'}, 'score': float(np.mean(d['vals']))} for d in by.values() if len(d['vals']) == len(tasks)]
 
@@ -488,7 +488,8 @@ def within_report(runs:list, # from `merged_runs`
     if len({r['group'] for r in runs}) < 1 or len(runs) < 3: return ''
     ev = within_groups(runs, DISTANCES, 'score', 'group', 'seed', n_boot=n_boot)
     ci = lambda e, k: f"{e[k]:.2f} [{e[k + '_lo']:.2f}, {e[k + '_hi']:.2f}]"
-    groups = sorted({r['group'] for r in runs}, key=lambda g: (('naive' in g), int(g.split('=')[1].split()[0])))
+    order = {r['group']: ('naive' in r['group'], r['k_seed'], r.get('steps') or 0) for r in runs}
+    groups = sorted(order, key=order.get)
     md = ['', '## Within pre-training groups: which distance ranks merges?', '',
           f"The merged runs fall into {len(groups)} pre-training groups ({', '.join(groups)}); a correlation over all of them mostly "
           "says whether a distance tells the groups apart. Within a group the runs differ by method, hyperparameters, sharing "
@@ -496,9 +497,10 @@ def within_report(runs:list, # from `merged_runs`
           "model always tie on them. Bootstrap 95% intervals resample whole seeds "
           f"({len({r['seed'] for r in runs})} of them). ρ: Spearman of −distance and score within each group, averaged; pair accuracy: "
           "share of run pairs where the smaller distance has the higher score (ties ½); LOGO: leave-one-group-out mean absolute "
-          "error of score ≈ a + b·distance (const: the other groups' mean score).", '',
-          '| distance | within ρ | within pair acc. | tied pairs | between pair acc. | LOGO MAE | const MAE | verdict |', '|---|---|---|---|---|---|---|---|']
-    md += [f"| {e['metric']} | {ci(e, 'within_rho')} | {ci(e, 'within_pair_acc')} | {e['within_ties']:.2f} | {ci(e, 'between_pair_acc')} | "
+          "error of score ≈ a + b·distance (const: the other groups' mean score). p: permutation p-values of the pair accuracies "
+          "(scores shuffled within groups, or across all runs), since a bootstrap over few seeds gives too narrow intervals.", '',
+          '| distance | within ρ | within pair acc. | p | tied pairs | between pair acc. | p | LOGO MAE | const MAE | verdict |', '|---|---|---|---|---|---|---|---|---|---|']
+    md += [f"| {e['metric']} | {ci(e, 'within_rho')} | {ci(e, 'within_pair_acc')} | {e['within_p']:.3f} | {e['within_ties']:.2f} | {ci(e, 'between_pair_acc')} | {e['between_p']:.3f} | "
            f"{ci(e, 'logo_mae')} | {e['const_mae']:.3f} | {e['verdict']} |" for e in ev]
     md += ['', 'ρ within each group:', '', '| distance | ' + ' | '.join(groups) + ' |', '|---|' + '---|' * len(groups)]
     for m in DISTANCES:
@@ -506,8 +508,8 @@ def within_report(runs:list, # from `merged_runs`
         md.append(f'| {m} | ' + ' | '.join('–' if pg.get(g) is None else f'{pg[g]:.2f}' for g in groups) + ' |')
     ranks = [e['metric'] for e in ev if e['verdict'] == 'ranks within groups']
     only = [e['metric'] for e in ev if e['verdict'] == 'only separates groups']
-    md += ['', f"**Ranks merges within a group** (lower end of the within pair accuracy above ½): {', '.join(ranks) or 'none'}. "
-           f"**Only separates the pre-training groups** (between pair accuracy above ½, within not): {', '.join(only) or 'none'}. "
+    md += ['', f"**Ranks merges within a group** (within pair accuracy: interval above ½ and p < 0.05): {', '.join(ranks) or 'none'}. "
+           f"**Only separates the pre-training groups** (between pair accuracy passes, within not): {', '.join(only) or 'none'}. "
            f"Neither: {', '.join(e['metric'] for e in ev if e['verdict'] == 'neither') or 'none'}.", '']
     return '\n'.join(md)
 

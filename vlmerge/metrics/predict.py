@@ -220,6 +220,19 @@ def _pairs(runs, m, score, group, same):
     if not d.size: return float('nan'), float('nan')
     return float(((d > 0) + .5 * (d == 0)).mean()), float((d == 0).mean())
 
+def _perm_p(runs, m, score, group, same, n_perm, seed):
+    "One-sided permutation p-value of the pair accuracy: scores shuffled within groups (`same`) or across all runs."
+    obs = _pairs(runs, m, score, group, same)[0]
+    if not np.isfinite(obs) or n_perm < 1: return float('nan')
+    rng, y = np.random.default_rng(seed), _column(runs, score)
+    gi = [[i for i, r in enumerate(runs) if r.get(group) == g] for g in _groups(runs, group)] if same else [list(range(len(runs)))]
+    hits = 0
+    for _ in range(n_perm):
+        yp = y.copy()
+        for ix in gi: yp[ix] = y[rng.permutation(ix)]
+        hits += _pairs([{**r, score: float(v)} for r, v in zip(runs, yp)], m, score, group, same)[0] >= obs
+    return (1 + hits) / (1 + n_perm)
+
 def _logo(runs, m, score, group):
     "Mean absolute error of leave-one-group-out predictions from score ≈ a + b·metric, and of the other groups' mean."
     gs = _groups(runs, group); err, const = [], []
@@ -239,7 +252,8 @@ def within_groups(runs:list, # runs: metric columns, the score, the group and th
                   unit:str='seed', # the bootstrap unit (resampled with replacement)
                   n_boot:int=1000, # bootstrap resamples
                   ci:float=0.95, # interval coverage
-                  seed:int=0 # bootstrap seed
+                  seed:int=0, # bootstrap / permutation seed
+                  n_perm:int=1000 # score permutations for the p-values
                  ) -> list:
     "Per metric: within-group Spearman, within / between pair accuracy, leave-one-group-out error, with bootstrap intervals over `unit`."
     rows = []
@@ -252,16 +266,17 @@ def within_groups(runs:list, # runs: metric columns, the score, the group and th
                  'logo_mae': lambda rs: _logo(rs, m, score, group)[0]}
         for k, f in stats.items():
             v, lo, hi = _stat_boot(runs, f, unit, n_boot, ci, seed); row |= {k: v, f'{k}_lo': lo, f'{k}_hi': hi}
-        row |= {'within_ties': _pairs(runs, m, score, group, True)[1], 'const_mae': _logo(runs, m, score, group)[1],
+        row |= {'within_p': _perm_p(runs, m, score, group, True, n_perm, seed), 'between_p': _perm_p(runs, m, score, group, False, n_perm, seed),
+                'within_ties': _pairs(runs, m, score, group, True)[1], 'const_mae': _logo(runs, m, score, group)[1],
                 'groups': len(_groups(runs, group)), 'units': len({r.get(unit) for r in runs})}
         rows.append(row | {'verdict': verdict(row)})
     return rows
 
 def verdict(row:dict # a row of `within_groups`
            ) -> str:
-    "'ranks within groups', 'only separates groups' or 'neither', from the lower ends of the pair-accuracy intervals."
-    if row['within_pair_acc_lo'] > .5: return 'ranks within groups'
-    if row['between_pair_acc_lo'] > .5: return 'only separates groups'
+    "'ranks within groups', 'only separates groups' or 'neither': pair-accuracy interval above ½ and permutation p < 0.05."
+    if row['within_pair_acc_lo'] > .5 and row['within_p'] < .05: return 'ranks within groups'
+    if row['between_pair_acc_lo'] > .5 and row['between_p'] < .05: return 'only separates groups'
     return 'neither'
 
 def per_group_rho(runs:list, metric:str, score:str='score', group:str='group') -> dict:
