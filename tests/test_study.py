@@ -15,7 +15,7 @@ naive_steps: both
 pretrain: {batch_size: 8, lr: 0.001, warmup: 0, log_every: 1}
 finetune: {train: {steps: 2, batch_size: 8}}
 """
-OUTPUTS = ['distances.csv', 'index.html', 'index.md', 'interpolation_alpha.png', 'predictors.md', 'results.csv',
+OUTPUTS = ['distances.csv', 'index.html', 'index.md', 'interpolation_alpha.png', 'naive_vs_recipe.md', 'predictors.md', 'results.csv',
            'metric_vs_score.png', 'score_vs_kseed.png', 'study.yaml', 'tables.md', 'worker-0.log', 'worker-1.log', 'workers.yaml']
 
 

@@ -525,6 +525,8 @@ def report(cfg:StudyConfig, # the study
     md_tables = tables(rows)
     atomic_write_text(out/'tables.md', md_tables + '\n')
     figs = _plots(cfg, out, rows)
+    nv = naive_vs_recipe(rows, cfg.tasks)
+    if nv: atomic_write_text(out/'naive_vs_recipe.md', nv)
     pred = ''
     runs = merged_runs(rows, cfg.tasks)
     if len(runs) >= 3:
@@ -542,7 +544,7 @@ def report(cfg:StudyConfig, # the study
         pred += within_report(runs)
         atomic_write_text(out/'predictors.md', pred)
     index = [f'# Study: {out.name}', '', f'{len({r["id"] for r in rows})} cells finished. Files: `results.csv`, `distances.csv`, `tables.md`, `study.yaml`.', '',
-             '## Plots', ''] + [f'![{k}]({k})' for k in figs] + ['', naive_vs_recipe(rows, cfg.tasks), '## Tables', '', md_tables, pred]
+             '## Plots', ''] + [f'![{k}]({k})' for k in figs] + ['', nv, '## Tables', '', md_tables, pred]
     atomic_write_text(out/'index.md', '\n'.join(index) + '\n')
     from markdown_it import MarkdownIt
     body = MarkdownIt('commonmark', {'html': False}).enable('table').render('\n'.join(index))
