@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install export check-sync test test-slow docs demo clean lab
+.PHONY: help install export check-sync test test-slow docs demo study-cpu clean lab
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -40,6 +40,9 @@ docs: $(STAMP)  ## build the static documentation site under _docs/ (offline; nb
 
 demo: $(STAMP)  ## the main job: a small study grid on the built-in world (report under runs/demo)
 	$(BIN)/vlmerge demo --out runs/demo
+
+study-cpu: $(STAMP)  ## the longer CPU study: K_seed 0/100/200/300, two sharing variants, step-matched naive (about an hour; runs/study-cpu)
+	$(BIN)/vlmerge study configs/study-cpu.yaml --out runs/study-cpu --workers 2
 
 lab: $(STAMP)  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab nbs

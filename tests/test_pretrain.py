@@ -2,7 +2,7 @@
 two processes under torchrun (gloo) match one process with the same global batch."""
 import os, signal, subprocess, sys, time
 from pathlib import Path
-import torch
+import pytest, torch
 from vlmerge.core import load_sd, sd_equal
 
 BIN = Path(sys.executable).parent
@@ -60,3 +60,30 @@ def test_bad_config_is_one_line(tmp_path):
     (tmp_path/'c.yaml').write_text('objectives: [itc, mim]\n')
     r = pretrain(tmp_path/'c.yaml', '--out', tmp_path/'x')
     assert r.returncode == 2 and "unknown objective 'mim'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize('k_seed', [0, 3])
+def test_w0_is_what_every_expert_held_at_step_0(tmp_path, monkeypatch, k_seed):
+    # naive (k_seed 0) and recipe runs on CPU: w0.safetensors equals, bit for bit, the weights each expert (and each
+    # key outside the experts) held when the modality-specific stage began, captured here by a spy on its first step
+    import vlmerge.pretrain.recipe as R
+    from vlmerge.core import from_dict
+    from vlmerge.models.keymap import key_map
+    start, real = {}, R.train
+    def spy(model, *a, **kw):
+        start[Path(a[4]).name] = {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
+        return real(model, *a, **kw)
+    monkeypatch.setattr(R, 'train', spy)
+    cfg = from_dict(R.PretrainConfig, {'model': {'preset': 'tiny'}, 'objectives': ['itc', 'mlm'], 'k_seed': k_seed,
+                                       'train': {'steps': 3, 'batch_size': 8, 'lr': 0.01, 'warmup': 0, 'device': 'cpu'}})
+    folder = R.run_pretrain(cfg, tmp_path/'run', progress=False)
+    w0, s0 = load_sd(folder/'w0.safetensors'), start['pretrain']
+    final = R.load_model(folder)[0].state_dict()
+    km = key_map(R.load_model(folder)[0].cfg); experts = {ek for d in km.values() for ek in d.values()}
+    assert set(w0) == set(km) | (set(s0) - experts)
+    for sk, d in km.items():
+        for e, ek in d.items(): assert torch.equal(w0[sk], s0[ek]), (sk, e)
+    for k in set(s0) - experts: assert torch.equal(w0[k], s0[k]), k
+    moved = [sk for sk, d in km.items() if not torch.equal(final[d['v']], w0[sk])]
+    assert len(moved) > len(km) // 2      # training moved the experts away from W0 (so the test can fail)
+    if k_seed: assert sd_equal(w0, R.load_model(tmp_path/'run'/'seed'/'model')[0].state_dict())

@@ -11,11 +11,12 @@ methods: [{method: interpolation, alpha: 0.5}, {method: arithmetic, lambda: 1.0}
 tasks: [classification, nlvr2]
 alpha_curve: [0.0, 1.0]
 gram_batches: 1
+naive_steps: both
 pretrain: {batch_size: 8, lr: 0.001, warmup: 0, log_every: 1}
 finetune: {train: {steps: 2, batch_size: 8}}
 """
-OUTPUTS = ['distances.csv', 'index.html', 'index.md', 'interpolation_alpha.png', 'predictors.md', 'results.csv',
-           'metric_vs_score.png', 'score_vs_kseed.png', 'study.yaml', 'tables.md']
+OUTPUTS = ['distances.csv', 'index.html', 'index.md', 'interpolation_alpha.png', 'naive_vs_recipe.md', 'predictors.md', 'results.csv',
+           'metric_vs_score.png', 'score_vs_kseed.png', 'study.yaml', 'tables.md', 'worker-0.log', 'worker-1.log', 'workers.yaml']
 
 
 def study(*args, **kw):
@@ -32,11 +33,11 @@ def test_minimal_grid_and_resume(tmp_path):
     p.send_signal(signal.SIGKILL); p.wait()
     done = {f: f.stat().st_mtime_ns for f in out.glob('cells/*/result.json')}
     assert done, 'no cell finished before the kill'
-    r = study(tmp_path/'s.yaml', '--out', out)
+    r = study(tmp_path/'s.yaml', '--out', out, '--workers', '2')              # resume in two worker processes
     assert r.returncode == 0, r.stderr
     assert all(f.stat().st_mtime_ns == t for f, t in done.items())          # finished cells were skipped
     cells = sorted(p.parent.name for p in out.glob('cells/*/result.json'))
-    assert len(cells) == 2 * (3 + 1) + 1                                     # 2 k_seed x (3 merges + unmerged) + agnostic
+    assert len(cells) == 3 * (3 + 1) + 1          # (naive, recipe, step-matched naive) x (3 merges + unmerged) + agnostic
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(OUTPUTS)
     rows = (out/'results.csv').read_text().splitlines()
     header = rows[0].split(',')
@@ -48,6 +49,17 @@ def test_minimal_grid_and_resume(tmp_path):
     res = json.loads((out/'cells'/'s0-k2-specific-merged-regmean_alpha_0.9'/'result.json').read_text())
     assert set(res['scores']) >= {'classification', 'nlvr2'} and 0 <= res['distances']['tau_ssd'] <= 1
     assert 'Study' in (out/'index.html').read_text()
+    # the step-matched naive control: K_seed 0 with K_seed + K = 4 modality-specific steps, reported beside the paper's naive
+    matched = json.loads((out/'cells'/'s0-k0-n4-specific-unmerged'/'result.json').read_text())
+    assert matched['k_seed'] == 0 and matched['steps'] == 4 and matched['naive'] == 'matched'
+    assert json.loads((out/'pretrain'/'s0-k0-specific-n4'/'pretrain'/'model'/'vlmerge.json').read_text())['steps'] == 4
+    assert json.loads((out/'pretrain'/'s0-k0-specific'/'pretrain'/'model'/'vlmerge.json').read_text())['steps'] == 2
+    idx = (out/'index.md').read_text()
+    assert 'naive, matched (K_seed + K)' in idx and 'counts modality-specific steps' in idx
+    assert 'Within pre-training groups' in idx and 'within pair acc.' in idx
+    # RegMean merged once per task, each from its own task's Grams
+    assert (out/'cells'/'s0-k2-specific-merged-regmean_alpha_0.9'/'model-nlvr2'/'config.json').exists()
+    assert (out/'pretrain'/'s0-k2-specific'/'pretrain'/'model'/'grams-nlvr2.safetensors').exists()
 
 
 def test_report_only_and_bad_config(tmp_path):
@@ -60,3 +72,15 @@ def test_report_only_and_bad_config(tmp_path):
     assert r.returncode == 2 and 'no finished cells' in r.stderr
     r = study(tmp_path/'s.yaml', '--out', tmp_path/'o2', '--shard', '3/2')
     assert r.returncode == 2 and '--shard' in r.stderr
+
+
+def test_study_cpu_config(root):
+    # the longer CPU study (make study-cpu): K_seed over 4 values, 2 sharing variants, the step-matched naive control
+    from vlmerge.core import load_config
+    from vlmerge.study import StudyConfig, DEMO, expand, pretrain_settings
+    c = load_config(StudyConfig, root/'configs'/'study-cpu.yaml', [])
+    assert len(set(c.k_seed)) >= 4 and len(c.variants) >= 2 and c.naive_steps == 'both' and len(c.seeds) >= 3
+    assert {n for k, n, naive in pretrain_settings(c) if naive == 'matched'} == {c.steps + k for k in c.k_seed if k}
+    assert c.model == DEMO['model'] and c.steps == DEMO['steps']     # the demo's model and budget per stage
+    groups = {(x['k_seed'], x['steps']) for x in expand(c) if x['kind'] == 'merged'}
+    assert len(groups) == len(c.k_seed) + len([k for k in c.k_seed if k])

@@ -23,11 +23,14 @@ __all__ = ['vqa_accuracy', 'accuracy', 'topk_accuracy', 'retrieval_recall', 'con
 def vqa_accuracy(pred:list, # predicted answer strings, one per question
                  answers:list # the human answers of each question (lists of raw strings)
                 ) -> float:
-    "Mean over questions of min(#humans who gave the predicted answer / 3, 1), after answer normalisation."
+    "The official VQA accuracy: mean over questions and over leave-one-human-out subsets of min(#matches / 3, 1), answers normalised."
     if len(pred) != len(answers): fail(f"vqa_accuracy: {len(pred)} predictions for {len(answers)} questions")
     if not pred: fail("vqa_accuracy: no questions")
     if not all(answers): fail("vqa_accuracy: a question has no human answers (a test split without annotations?)")
-    return float(np.mean([min(sum(normalize_answer(a) == normalize_answer(p) for a in hs) / 3, 1.0) for p, hs in zip(pred, answers)]))
+    def one(p, hs):
+        same = [normalize_answer(a) == normalize_answer(p) for a in hs]; n = sum(same)
+        return float(np.mean([min((n - s) / 3, 1.0) for s in same]))   # leave human i out: n - same[i] others agree
+    return float(np.mean([one(p, hs) for p, hs in zip(pred, answers)]))
 
 # %% ../nbs/06a_evaluate.ipynb #0a109810
 def accuracy(pred, # (N,) predicted labels, or (N, C) logits

@@ -17,9 +17,10 @@ from .pretrain.recipe import DataConfig, PretrainConfig, run_pretrain, load_mode
 from .train import TrainConfig
 
 # %% auto #0
-__all__ = ['TASKS', 'MAIN_METRIC', 'DEMO', 'StudyConfig', 'method_label', 'expand', 'pretrained', 'grams_for', 'merge_folder',
-           'expert_distances', 'downstream', 'zero_shot_scores', 'run_cell', 'run_study', 'collect', 'tables',
-           'merged_runs', 'report', 'study_cmd', 'demo_cmd']
+__all__ = ['TASKS', 'MAIN_METRIC', 'USED_EXPERTS', 'STEP_COUNTING', 'DISTANCES', 'DEMO', 'StudyConfig', 'method_label',
+           'pretrain_settings', 'expand', 'pretrained', 'grams_for', 'merge_folder', 'expert_distances', 'downstream',
+           'zero_shot_scores', 'run_cell', 'run_study', 'collect', 'tables', 'naive_vs_recipe', 'merged_runs',
+           'within_report', 'report', 'run_workers', 'study_cmd', 'demo_cmd']
 
 # %% ../nbs/07_study.ipynb #5e7eb5dc
 TASKS = ('vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation')
@@ -44,8 +45,11 @@ class StudyConfig:
     finetune: dict = field(default_factory=dict)   # FinetuneConfig overrides for every task (e.g. {train: {steps: 30}})
     zero_shot: bool = True          # also score zero-shot retrieval and classification
     alpha_curve: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # interpolation α sweep (zero-shot)
-    gram_batches: int = 4           # RegMean: batches of validation pairs for the Gram matrices
+    gram_batches: int = 4           # RegMean: batches of validation examples for the Gram matrices
     distance_k: float = 10.0        # TSSD keeps the top k% coordinates
+    naive_steps: typing.Literal['paper', 'matched', 'both'] = 'paper'  # naive runs: K steps (the paper), K_seed + K (step-matched), or both
+    gram_source: typing.Literal['task', 'pretrain'] = 'task'  # RegMean Grams: each task's validation split (the paper), or the pre-training pairs
+    only_activate_used_experts: bool = False  # merge per task, top layers from the experts its path uses (VL: VQA, NLVR2; V+L: retrieval)
 
     def __post_init__(self):
         from vlmerge.models.config import VARIANTS
@@ -59,6 +63,8 @@ class StudyConfig:
             if not isinstance(m, dict) or 'method' not in m: fail(f"methods[{i}]: expected a mapping with a 'method' key, got {m!r}")
         if any(k < 0 for k in self.k_seed): fail("k_seed: values must be >= 0")
         if not self.seeds: fail("seeds: give at least one seed")
+        for f, ok in (('naive_steps', ('paper', 'matched', 'both')), ('gram_source', ('task', 'pretrain'))):
+            if getattr(self, f) not in ok: fail(f"{f}: {getattr(self, f)!r} is not one of {', '.join(ok)}")
 
 # %% ../nbs/07_study.ipynb #a26da020
 def method_label(m:dict) -> str:
@@ -69,20 +75,28 @@ def method_label(m:dict) -> str:
 def _slug(s:str) -> str:
     return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in s).strip('_')
 
+def pretrain_settings(cfg:StudyConfig) -> list:
+    "(k_seed, modality-specific steps, naive) of each pre-training setting: naive is 'paper', 'matched' or '' (the recipe)."
+    out = [(k, cfg.steps, '' if k else 'paper') for k in cfg.k_seed if k or cfg.naive_steps != 'matched']
+    if cfg.naive_steps != 'paper': out += [(0, cfg.steps + k, 'matched') for k in sorted(set(cfg.k_seed) - {0})]
+    return list(dict.fromkeys(out))
+
 def expand(cfg:StudyConfig) -> list:
-    "Every cell of the grid: dicts with id, kind ('merged', 'unmerged', 'agnostic'), seed, k_seed, variant, method."
+    "Every cell of the grid: dicts with id, kind ('merged', 'unmerged', 'agnostic'), seed, k_seed, steps, naive, variant, method."
     cells = []
     for s in cfg.seeds:
-        for k in cfg.k_seed:
+        for k, n, naive in pretrain_settings(cfg):
+            c0 = {'seed': s, 'k_seed': k, 'steps': n, 'naive': naive}
             for v in cfg.variants:
                 for m in cfg.methods:
-                    cells.append({'kind': 'merged', 'seed': s, 'k_seed': k, 'variant': v, 'method': method_label(m), 'spec': m})
+                    cells.append({'kind': 'merged', **c0, 'variant': v, 'method': method_label(m), 'spec': m})
                 if 'unmerged' in cfg.baselines:
-                    cells.append({'kind': 'unmerged', 'seed': s, 'k_seed': k, 'variant': v, 'method': 'none', 'spec': None})
-        if 'agnostic' in cfg.baselines:
-            cells.append({'kind': 'agnostic', 'seed': s, 'k_seed': max(cfg.k_seed) + cfg.steps, 'variant': 'agnostic',
-                          'method': 'none', 'spec': None})
-    for c in cells: c['id'] = _slug(f"s{c['seed']}-k{c['k_seed']}-{c['variant']}-{c['kind']}" + ('-' + c['method'] if c['kind'] == 'merged' else ''))
+                    cells.append({'kind': 'unmerged', **c0, 'variant': v, 'method': 'none', 'spec': None})
+        if 'agnostic' in cfg.baselines:   # the same total number of steps as the longest recipe
+            t = max(cfg.k_seed) + cfg.steps
+            cells.append({'kind': 'agnostic', 'seed': s, 'k_seed': t, 'steps': t, 'naive': '', 'variant': 'agnostic', 'method': 'none', 'spec': None})
+    for c in cells: c['id'] = _slug(f"s{c['seed']}-k{c['k_seed']}" + (f"-n{c['steps']}" if c['naive'] == 'matched' else '') +
+                                    f"-{c['variant']}-{c['kind']}" + ('-' + c['method'] if c['kind'] == 'merged' else ''))
     ids = [c['id'] for c in cells]
     dup = [i for i in ids if ids.count(i) > 1]
     if dup: fail(f"methods: two entries give the same cell {dup[0]!r}")
@@ -98,7 +112,8 @@ def _pcfg(cfg:StudyConfig, seed:int, stage:str, steps:int, variant:str='specific
 def pretrained(cfg:StudyConfig, # the study
                root:Path, # the study's output folder
                seed:int, k_seed:int, variant:str, # which run
-               progress:bool=False
+               progress:bool=False,
+               steps:int|None=None # modality-specific steps (default cfg.steps; the step-matched naive runs take more)
               ) -> Path:
     "The model folder of a pre-training run of the study (trained on first use, resumed if it was killed)."
     pre = root/'pretrain'
@@ -108,8 +123,9 @@ def pretrained(cfg:StudyConfig, # the study
     if k_seed:
         seed_from = str(run_pretrain(_pcfg(cfg, seed, 'agnostic', k_seed), pre/f's{seed}-agnostic-{k_seed}', resume=True, progress=progress))
     # k_seed = 0: the recipe's naive start (every expert from the same initialisation); else split the seed
-    return run_pretrain(_pcfg(cfg, seed, 'specific', cfg.steps, variant, seed_from), pre/f's{seed}-k{k_seed}-{variant}',
-                        resume=True, progress=progress)
+    steps = steps or cfg.steps
+    return run_pretrain(_pcfg(cfg, seed, 'specific', steps, variant, seed_from),
+                        pre/(f's{seed}-k{k_seed}-{variant}' + (f'-n{steps}' if steps != cfg.steps else '')), resume=True, progress=progress)
 
 # %% ../nbs/07_study.ipynb #482f166a
 def _val_batches(cfg:StudyConfig, bb:VLTransformer, n:int) -> list:
@@ -123,26 +139,55 @@ def _val_batches(cfg:StudyConfig, bb:VLTransformer, n:int) -> list:
     bs = max(1, min(32, len(ds) // max(1, n)))
     return [col([ds[j] for j in range(i * bs, min(len(ds), (i + 1) * bs))]) for i in range(n) if i * bs < len(ds)]
 
+def _task_batches(cfg:StudyConfig, bb:VLTransformer, task:str, folder:Path, n:int) -> list:
+    "`n` batches of `task`'s validation split, collated for the backbone (no augmentation)."
+    from vlmerge.evaluate import TaskData, load_task_data, task_tokenizer, task_collate
+    td = from_dict(TaskData, _task_data(cfg)); splits, meta = load_task_data(task, td)
+    ds = splits['val'] if 'val' in splits else splits['train']
+    col = task_collate(task, task_tokenizer(td, folder, bb.cfg.max_text_len), bb.cfg, False, len(meta['answers']) if task == 'vqa' else None)
+    bs = max(1, min(32, len(ds) // max(1, n)))
+    return [col([ds[j] for j in range(i * bs, min(len(ds), (i + 1) * bs))]) for i in range(n) if i * bs < len(ds)]
+
+def _gram_forward(task:str|None):
+    "How a batch runs through the backbone while the Grams are collected: the task's own paths (as `heads.TaskModel`), or all three."
+    ids = lambda b: dict(text_ids=b['input_ids'], text_mask=b['attention_mask'])
+    if task is None: return lambda m, b: m(image=b['pixel_values'], **ids(b))
+    if task == 'vqa': return lambda m, b: m(image=b['pixel_values'], **ids(b), paths=('vl',))
+    if task == 'nlvr2': return lambda m, b: [m(image=b[f'pixel_values_{s}'], **ids(b), image_token_type=i, paths=('vl',)) for i, s in ((1, 'left'), (2, 'right'))]
+    if task == 'retrieval': return lambda m, b: (m(image=b['pixel_values'], paths=('v',)), m(**ids(b), paths=('l',)))
+    return lambda m, b: m(image=b['pixel_values'], paths=('v',))
+
 def grams_for(cfg:StudyConfig, # the study
-              folder:Path # a modality-specific model folder
+              folder:Path, # a modality-specific model folder
+              task:str|None=None # a downstream task: Grams from its validation split; None: from the pre-training pairs
              ) -> Path:
-    "Gram matrices of every expert linear layer's inputs (RegMean), cached as `folder/grams.safetensors`."
-    dest = Path(folder)/'grams.safetensors'
+    "Gram matrices of every expert linear layer's inputs (RegMean), cached as `folder/grams[-task].safetensors`."
+    dest = Path(folder)/(f'grams-{task}.safetensors' if task else 'grams.safetensors')
     if dest.exists(): return dest
     from vlmerge.merge.stats import collect_grams
     bb, _ = load_model(folder); bb.eval()
     km = key_map(bb.cfg)
     names = [ek[:-len('.weight')] for sk, d in km.items() if sk.endswith('.weight') and sk.split('.')[-2] in ('qkv', 'proj', 'fc1', 'fc2')
              for ek in d.values()]
-    run = lambda m, b: m(image=b['pixel_values'], text_ids=b['input_ids'], text_mask=b['attention_mask'])
-    with torch.no_grad(): G = collect_grams(bb, names, _val_batches(cfg, bb, cfg.gram_batches), run, strict=False)
+    if task == 'nlvr2':
+        from vlmerge.heads import extend_token_types
+        bb = extend_token_types(bb, 3).eval()      # NLVR2's second image type; the expert layers are the same
+    batches = _task_batches(cfg, bb, task, folder, cfg.gram_batches) if task else _val_batches(cfg, bb, cfg.gram_batches)
+    with torch.no_grad(): G = collect_grams(bb, names, batches, _gram_forward(task), strict=False)
     save_sd(G, dest)
     return dest
+
+USED_EXPERTS = {'vqa': ('vl',), 'nlvr2': ('vl',), 'retrieval': ('v', 'l')}  # only_activate_used_experts: the top layers' experts per task
+
+def _per_task(cfg:StudyConfig, spec:dict) -> bool:
+    "Whether a method entry merges once per downstream task (per-task Grams, or only the used experts)."
+    return cfg.only_activate_used_experts or (spec['method'] == 'regmean' and cfg.gram_source == 'task')
 
 def merge_folder(cfg:StudyConfig, # the study
                  folder:Path, # a modality-specific model folder (with w0.safetensors)
                  spec:dict, # a method entry: {'method': name, **parameters}
-                 dest:Path # the merged model folder to write
+                 dest:Path, # the merged model folder to write
+                 task:str|None=None # the downstream task this merge is for (per-task Grams, used experts)
                 ) -> Path:
     "Fold the experts of `folder` with method `spec` into a modality-agnostic model folder at `dest`."
     from vlmerge.merge.engine import fold_experts
@@ -158,11 +203,13 @@ def merge_folder(cfg:StudyConfig, # the study
     elif name == 'arithmetic':
         kw = dict(method='task_arithmetic', base=w0)
     elif name == 'regmean':
-        kw = dict(method='regmean', aux=str(grams_for(cfg, folder)))
+        if cfg.gram_source == 'task' and task is None: fail("regmean: gram_source 'task' needs the task the merge is for")
+        kw = dict(method='regmean', aux=str(grams_for(cfg, folder, task if cfg.gram_source == 'task' else None)))
     else:
         from vlmerge.merge.ops import get_method
         kw = dict(method=name, base=w0 if get_method(name).base != 'none' else None)
-    merged = fold_experts(sd, km, params=p or None, **kw)
+    used = USED_EXPERTS.get(task) if cfg.only_activate_used_experts and task else None
+    merged = fold_experts(sd, km, params=p or None, used_experts=used, **kw)
     out = VLTransformer(agnostic(bb.cfg)); out.load_state_dict(merged)
     tok = None
     if (Path(folder)/'tokenizer.json').exists():
@@ -194,7 +241,7 @@ def _task_data(cfg:StudyConfig) -> dict:
     return {'source': 'world', 'size': d.size, 'seed': d.seed, 'image_size': d.image_size, 'path': d.path, 'vocab_size': d.vocab_size}
 
 def downstream(cfg:StudyConfig, # the study
-               model:Path, # a model folder (merged, agnostic or modality-specific)
+               model:Path|dict, # a model folder (merged, agnostic or modality-specific), or {task: folder}
                dest:Path, # where the fine-tuning runs go
                seed:int # fine-tuning seed
               ) -> dict:
@@ -202,21 +249,23 @@ def downstream(cfg:StudyConfig, # the study
     from vlmerge.finetune import FinetuneConfig, run_finetune
     res = {}
     for t in cfg.tasks:
-        ft = {**cfg.finetune, 'task': t, 'model': str(model), 'data': _task_data(cfg)}
+        ft = {**cfg.finetune, 'task': t, 'model': str(_for(model, t)), 'data': _task_data(cfg)}
         ft['train'] = {**cfg.finetune.get('train', {}), 'seed': seed}
         res[t] = run_finetune(from_dict(FinetuneConfig, ft, f'study fine-tuning ({t})'), Path(dest)/t, resume=True)
     if cfg.zero_shot:
         res.update(zero_shot_scores(cfg, model))
     return res
 
-def zero_shot_scores(cfg:StudyConfig, model:Path) -> dict:
-    "Zero-shot retrieval and classification of a model folder through its contrastive heads (test splits)."
+def _for(model, task): return model[task] if isinstance(model, dict) else model
+
+def zero_shot_scores(cfg:StudyConfig, model:Path|dict) -> dict:
+    "Zero-shot retrieval and classification of a model folder (or each task's) through its contrastive heads (test splits)."
     from vlmerge.evaluate import zero_shot, TaskData, load_task_data, task_tokenizer
-    bb, heads = load_model(model)
-    if heads is None: return {}
     td = from_dict(TaskData, _task_data(cfg)); out = {}
-    tok = task_tokenizer(td, model, bb.cfg.max_text_len)
     for t in ('retrieval', 'classification'):
+        bb, heads = load_model(_for(model, t))
+        if heads is None: return {}
+        tok = task_tokenizer(td, _for(model, t), bb.cfg.max_text_len)
         splits, meta = load_task_data(t, td)
         out[f'zero_shot_{t}'] = zero_shot(bb, heads, t, splits['test'], tok, classes=meta.get('classes'))
     return out
@@ -235,16 +284,21 @@ def run_cell(cfg:StudyConfig, # the study
         model = pretrained(cfg, root, cell['seed'], cell['k_seed'], 'agnostic', progress)
         dist = {}
     else:
-        spec_folder = pretrained(cfg, root, cell['seed'], cell['k_seed'], cell['variant'], progress)
+        spec_folder = pretrained(cfg, root, cell['seed'], cell['k_seed'], cell['variant'], progress, cell.get('steps'))
         dist = expert_distances(cfg, spec_folder)
-        model = spec_folder if cell['kind'] == 'unmerged' else merge_folder(cfg, spec_folder, cell['spec'], d/'model')
-    bb, _ = load_model(model)
+        if cell['kind'] == 'unmerged': model = spec_folder
+        elif _per_task(cfg, cell['spec']):   # one merge per task: {task: folder}
+            model = {t: merge_folder(cfg, spec_folder, cell['spec'], d/f'model-{t}', t) for t in _model_tasks(cfg)}
+        else: model = merge_folder(cfg, spec_folder, cell['spec'], d/'model')
+    bb, _ = load_model(next(iter(model.values())) if isinstance(model, dict) else model)
     scores = downstream(cfg, model, d/'finetune', cell['seed'])
     res = {k: v for k, v in cell.items() if k != 'spec'} | {'spec': cell['spec'], 'params': sum(p.numel() for p in bb.parameters()),
            'block_params': sum(p.numel() for p in bb.blocks.parameters()), 'distances': dist, 'scores': scores,
            'seconds': round(time.time() - t0, 1)}
     atomic_write_json(res_path, res)
     return res
+
+def _model_tasks(cfg): return list(dict.fromkeys(list(cfg.tasks) + (['retrieval', 'classification'] if cfg.zero_shot else [])))
 
 def _alpha_curve(cfg:StudyConfig, root:Path, seed:int, k_seed:int, variant:str) -> list:
     "Zero-shot scores of interpolation merges over `cfg.alpha_curve` (cached)."
@@ -281,7 +335,7 @@ def run_study(cfg:StudyConfig, # the study
         results.append(run_cell(cfg, out, c))
     if cfg.alpha_curve and cfg.zero_shot and 'interpolation' in [m['method'] for m in cfg.methods]:
         for s in cfg.seeds:
-            for k in cfg.k_seed:
+            for k in [k for k, _, naive in pretrain_settings(cfg) if naive != 'matched']:
                 for v in cfg.variants:
                     if _group({'seed': s, 'k_seed': k}, cfg) % n == i: _alpha_curve(cfg, out, s, k, v)
     if n == 1 or all((out/'cells'/c['id']/'result.json').exists() for c in expand(cfg)): report(cfg, out)
@@ -289,8 +343,8 @@ def run_study(cfg:StudyConfig, # the study
 
 def _group(c:dict, cfg:StudyConfig) -> int:
     "Index of a cell's pre-training group (same seed and k_seed); shards take groups round-robin, so they share no pre-training."
-    keys = list(dict.fromkeys((x['seed'], x['k_seed']) for x in expand(cfg)))
-    return keys.index((c['seed'], c['k_seed']))
+    keys = list(dict.fromkeys((x['seed'], x['k_seed'], x['steps']) for x in expand(cfg)))
+    return keys.index((c['seed'], c['k_seed'], c.get('steps', cfg.steps)))
 
 # %% ../nbs/07_study.ipynb #c8ad3531
 def collect(out:str|Path) -> list:
@@ -299,6 +353,7 @@ def collect(out:str|Path) -> list:
     for p in sorted(Path(out).glob('cells/*/result.json')):
         r = json.loads(p.read_text())
         base = {k: r[k] for k in ('id', 'kind', 'seed', 'k_seed', 'variant', 'method', 'params', 'block_params')}
+        base |= {'steps': r.get('steps'), 'naive': r.get('naive', 'paper' if r['k_seed'] == 0 and r['kind'] != 'agnostic' else '')}
         base.update(r.get('distances') or {})
         for task, ms in r['scores'].items():
             for m, v in ms.items(): rows.append({**base, 'task': task, 'metric': m, 'value': v})
@@ -312,7 +367,7 @@ def _write_csv(rows, path):
 def _mean_std(v): return (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
 
 def tables(rows:list) -> str:
-    "Markdown: per task, mean ± std over seeds of its main metric for each (kind, k_seed, variant, method), with parameter counts."
+    "Markdown: per task, mean ± std over seeds of its main metric for each (kind, k_seed, steps, variant, method), with parameter counts."
     md = []
     for task in [t for t in TASKS if any(r['task'] == t for r in rows)] + sorted({r['task'] for r in rows if r['task'] not in TASKS}):
         metric = MAIN_METRIC.get(task) or next(r['metric'] for r in rows if r['task'] == task)
@@ -320,13 +375,41 @@ def tables(rows:list) -> str:
         groups = {}
         for r in rows:
             if r['task'] == task and r['metric'] == metric:
-                groups.setdefault((r['kind'], r['k_seed'], r['variant'], r['method']), []).append(r)
-        md += [f"### {task} ({metric})", '', '| model | k_seed | variant | method | score (mean ± std) | seeds | parameters |', '|---|---|---|---|---|---|---|']
-        for (kind, k, v, m), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != 'agnostic', kv[0][0], kv[0][1], kv[0][2], kv[0][3])):
+                groups.setdefault((r['kind'], r['k_seed'], r.get('steps') or 0, r['variant'], r['method']), []).append(r)
+        md += [f"### {task} ({metric})", '', '| model | k_seed | steps | variant | method | score (mean ± std) | seeds | parameters |', '|---|---|---|---|---|---|---|---|']
+        for (kind, k, n, v, m), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != 'agnostic', kv[0][0], kv[0][1], kv[0][2], kv[0][3], kv[0][4])):
             mu, sd = _mean_std([r['value'] for r in rs])
-            md.append(f"| {kind} | {k} | {v} | {m} | {mu:.3f} ± {sd:.3f} | {len(rs)} | {human_count(int(rs[0]['params']))} |")
+            md.append(f"| {kind} | {k} | {n or ''} | {v} | {m} | {mu:.3f} ± {sd:.3f} | {len(rs)} | {human_count(int(rs[0]['params']))} |")
         md.append('')
     return '\n'.join(md)
+
+STEP_COUNTING = ("The paper counts modality-specific steps: naive merging and the recipe both get K of them, and the recipe's "
+                 "K_seed seed steps come on top (K_seed + K in all). The step-matched control gives naive merging K_seed + K "
+                 "modality-specific steps, the recipe's total. The agnostic baseline has max(K_seed) + K steps.")
+
+def naive_vs_recipe(rows:list, # from `collect`
+                    tasks # the tasks whose main metrics are averaged into 'mean'
+                   ) -> str:
+    "Markdown: for each K_seed > 0, variant and merge, the recipe against naive merging as the paper counts steps and step-matched."
+    per = {}   # (kind, k_seed, naive, steps, variant, method, seed) -> {task: value}
+    for r in rows:
+        if r['kind'] != 'agnostic' and r['task'] in tasks and r['metric'] == MAIN_METRIC[r['task']]:
+            per.setdefault((r['kind'], r['k_seed'], r['naive'], r.get('steps'), r['variant'], r['method'], r['seed']), {})[r['task']] = r['value']
+    mean = {k: float(np.mean(list(v.values()))) for k, v in per.items() if len(v) == len(tasks)}
+    recipes = sorted({(k[0], k[1], k[3], k[4], k[5]) for k in mean if k[2] == ''})
+    if not recipes: return ''
+    def cell(kind, ks, naive, steps, v, m):
+        xs = [x for key, x in mean.items() if key[:6] == (kind, ks, naive, steps, v, m)]
+        return (f"{np.mean(xs):.3f} ± {_mean_std(xs)[1]:.3f}", float(np.mean(xs))) if xs else ('–', None)
+    md = ['## Recipe against naive merging, two ways of counting steps', '', STEP_COUNTING, '',
+          'Scores: the mean over tasks of each main metric, mean ± std over seeds; Δ = recipe − naive.', '',
+          '| model | variant | method | K_seed | recipe (K_seed + K) | naive, paper (K) | Δ paper | naive, matched (K_seed + K) | Δ matched |',
+          '|---|---|---|---|---|---|---|---|---|']
+    for kind, ks, steps, v, m in recipes:
+        rc, rv = cell(kind, ks, '', steps, v, m); pc, pv = cell(kind, 0, 'paper', steps, v, m); mc, mv = cell(kind, 0, 'matched', steps + ks, v, m)
+        d = lambda x: f"{rv - x:+.3f}" if x is not None else '–'
+        md.append(f"| {kind} | {v} | {m} | {ks} | {rc} | {pc} | {d(pv)} | {mc} | {d(mv)} |")
+    return '\n'.join(md) + '\n'
 
 # %% ../nbs/07_study.ipynb #edba5ef5
 def _plots(cfg, out, rows):
@@ -334,7 +417,8 @@ def _plots(cfg, out, rows):
     from vlmerge.metrics.report import save_fig
     figs = {}
     tasks = [t for t in cfg.tasks]
-    merged = [r for r in rows if r['kind'] == 'merged']
+    merged = [r for r in rows if r['kind'] == 'merged' and r.get('naive') != 'matched']
+    matched = [r for r in rows if r['kind'] == 'merged' and r.get('naive') == 'matched']
     # 1. score against k_seed per method, one panel per task
     fig, axs = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3), squeeze=False)
     for ax, t in zip(axs[0], tasks):
@@ -343,7 +427,12 @@ def _plots(cfg, out, rows):
             for r in merged:
                 if r['task'] == t and r['metric'] == MAIN_METRIC[t] and r['method'] == meth: pts.setdefault(r['k_seed'], []).append(r['value'])
             ks = sorted(pts)
-            if ks: ax.errorbar(ks, [np.mean(pts[k]) for k in ks], [np.std(pts[k]) for k in ks], marker='o', capsize=3, label=meth)
+            if ks: ln = ax.errorbar(ks, [np.mean(pts[k]) for k in ks], [np.std(pts[k]) for k in ks], marker='o', capsize=3, label=meth)
+            mt = {}
+            for r in matched:
+                if r['task'] == t and r['metric'] == MAIN_METRIC[t] and r['method'] == meth: mt.setdefault(r['steps'] - cfg.steps, []).append(r['value'])
+            if mt and ks: ax.plot(sorted(mt), [np.mean(mt[k]) for k in sorted(mt)], ls=':', marker='x', color=ln[0].get_color(),
+                                  label=f'{meth}, naive step-matched (x: its K_seed)')
         base = [r['value'] for r in rows if r['kind'] == 'agnostic' and r['task'] == t and r['metric'] == MAIN_METRIC[t]]
         if base: ax.axhline(np.mean(base), color='k', ls='--', lw=1, label='agnostic baseline')
         ax.set_title(f"{t} ({MAIN_METRIC[t]})", fontsize=9); ax.set_xlabel('K_seed')
@@ -380,13 +469,49 @@ def _plots(cfg, out, rows):
     return figs
 
 def merged_runs(rows:list, tasks) -> list:
-    "One run per merged cell: its distances and its score (mean over `tasks` of the main metric)."
+    "One run per merged cell: its distances, its score (mean over `tasks` of the main metric), seed, variant and pre-training group."
     by = {}
     for r in rows:
         if r['kind'] == 'merged' and r['task'] in tasks and r['metric'] == MAIN_METRIC[r['task']]:
-            by.setdefault(r['id'], {'id': r['id'], 'k_seed': r['k_seed'], 'method': r['method'],
+            grp = f"K_seed={r['k_seed']}" + (f" (naive, {r['steps']} steps)" if r.get('naive') == 'matched' else '')
+            by.setdefault(r['id'], {'id': r['id'], 'k_seed': r['k_seed'], 'method': r['method'], 'seed': r['seed'], 'variant': r['variant'], 'steps': r.get('steps'), 'group': grp,
                                     **{k: r[k] for k in r if k.startswith(('tau_', 'raw_'))}, 'vals': []})['vals'].append(r['value'])
     return [{**{k: v for k, v in d.items() if k != 'vals'}, 'score': float(np.mean(d['vals']))} for d in by.values() if len(d['vals']) == len(tasks)]
+
+DISTANCES = tuple(f'{w}_{m}' for w in ('raw', 'tau') for m in ('l2', 'cos', 'ssd', 'tssd'))
+
+def within_report(runs:list, # from `merged_runs`
+                  n_boot:int=1000 # bootstrap resamples (over seeds)
+                 ) -> str:
+    "Markdown: does each distance rank merges within a pre-training group, or only separate the groups? With bootstrap CIs over seeds."
+    from vlmerge.metrics.predict import within_groups, per_group_rho
+    if len({r['group'] for r in runs}) < 1 or len(runs) < 3: return ''
+    ev = within_groups(runs, DISTANCES, 'score', 'group', 'seed', n_boot=n_boot)
+    ci = lambda e, k: f"{e[k]:.2f} [{e[k + '_lo']:.2f}, {e[k + '_hi']:.2f}]"
+    order = {r['group']: ('naive' in r['group'], r['k_seed'], r.get('steps') or 0) for r in runs}
+    groups = sorted(order, key=order.get)
+    md = ['', '## Within pre-training groups: which distance ranks merges?', '',
+          f"The merged runs fall into {len(groups)} pre-training groups ({', '.join(groups)}); a correlation over all of them mostly "
+          "says whether a distance tells the groups apart. Within a group the runs differ by method, hyperparameters, sharing "
+          "variant and seed; the experts' distances depend only on the pre-trained model (variant and seed), so two merges of one "
+          "model always tie on them. Bootstrap 95% intervals resample whole seeds "
+          f"({len({r['seed'] for r in runs})} of them). ρ: Spearman of −distance and score within each group, averaged; pair accuracy: "
+          "share of run pairs where the smaller distance has the higher score (ties ½); LOGO: leave-one-group-out mean absolute "
+          "error of score ≈ a + b·distance (const: the other groups' mean score). p: permutation p-values of the pair accuracies "
+          "(scores shuffled within groups, or across all runs), since a bootstrap over few seeds gives too narrow intervals.", '',
+          '| distance | within ρ | within pair acc. | p | tied pairs | between pair acc. | p | LOGO MAE | const MAE | verdict |', '|---|---|---|---|---|---|---|---|---|---|']
+    md += [f"| {e['metric']} | {ci(e, 'within_rho')} | {ci(e, 'within_pair_acc')} | {e['within_p']:.3f} | {e['within_ties']:.2f} | {ci(e, 'between_pair_acc')} | {e['between_p']:.3f} | "
+           f"{ci(e, 'logo_mae')} | {e['const_mae']:.3f} | {e['verdict']} |" for e in ev]
+    md += ['', 'ρ within each group:', '', '| distance | ' + ' | '.join(groups) + ' |', '|---|' + '---|' * len(groups)]
+    for m in DISTANCES:
+        pg = per_group_rho(runs, m)
+        md.append(f'| {m} | ' + ' | '.join('–' if pg.get(g) is None else f'{pg[g]:.2f}' for g in groups) + ' |')
+    ranks = [e['metric'] for e in ev if e['verdict'] == 'ranks within groups']
+    only = [e['metric'] for e in ev if e['verdict'] == 'only separates groups']
+    md += ['', f"**Ranks merges within a group** (within pair accuracy: interval above ½ and p < 0.05): {', '.join(ranks) or 'none'}. "
+           f"**Only separates the pre-training groups** (between pair accuracy passes, within not): {', '.join(only) or 'none'}. "
+           f"Neither: {', '.join(e['metric'] for e in ev if e['verdict'] == 'neither') or 'none'}.", '']
+    return '\n'.join(md)
 
 def report(cfg:StudyConfig, # the study
            out:str|Path # its output folder
@@ -395,27 +520,31 @@ def report(cfg:StudyConfig, # the study
     out = Path(out); rows = collect(out)
     if not rows: fail(f"{out}: no finished cells to report")
     _write_csv(rows, out/'results.csv')
-    dist = {r['id']: {k: r[k] for k in r if k.startswith(('tau_', 'raw_', 'id', 'k_seed', 'variant', 'seed'))} for r in rows if r['kind'] != 'agnostic'}
+    dist = {r['id']: {k: r[k] for k in r if k.startswith(('tau_', 'raw_', 'id', 'k_seed', 'steps', 'naive', 'variant', 'seed'))} for r in rows if r['kind'] != 'agnostic'}
     if dist: _write_csv(list(dist.values()), out/'distances.csv')
     md_tables = tables(rows)
     atomic_write_text(out/'tables.md', md_tables + '\n')
     figs = _plots(cfg, out, rows)
+    nv = naive_vs_recipe(rows, cfg.tasks)
+    if nv: atomic_write_text(out/'naive_vs_recipe.md', nv)
     pred = ''
     runs = merged_runs(rows, cfg.tasks)
     if len(runs) >= 3:
         from vlmerge.metrics.predict import evaluate_predictors
-        ev = evaluate_predictors(runs, metrics=tuple(f'{w}_{m}' for w in ('raw', 'tau') for m in ('l2', 'cos', 'ssd', 'tssd')),
+        ev = evaluate_predictors(runs, metrics=DISTANCES,
                                  score='score', n_boot=300)
         keys = list(ev[0])
-        pred = '\n'.join(['## Do the distances predict the merged score?', '',
+        pred = '\n'.join(['## Do the distances predict the merged score? (pooled over all runs)', '',
                           'Each merged cell is a run: its distances between the experts (raw weights, and modality vectors '
                           'τ = W − W0) against its score, the mean over tasks of each task\'s main metric. A rule ranks runs by '
-                          'one distance (smaller is better); the fit combines them, scored leave-one-out.', '',
+                          'one distance (smaller is better); the fit combines them, scored leave-one-out. Pooled over the pre-training '
+                          'groups, this mostly measures whether a distance separates the groups: see the next section.', '',
                           '| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)] +
                          ['| ' + ' | '.join(f'{v:.3f}' if isinstance(v, float) else str(v) for v in e.values()) + ' |' for e in ev]) + '\n'
+        pred += within_report(runs)
         atomic_write_text(out/'predictors.md', pred)
     index = [f'# Study: {out.name}', '', f'{len({r["id"] for r in rows})} cells finished. Files: `results.csv`, `distances.csv`, `tables.md`, `study.yaml`.', '',
-             '## Plots', ''] + [f'![{k}]({k})' for k in figs] + ['', '## Tables', '', md_tables, pred]
+             '## Plots', ''] + [f'![{k}]({k})' for k in figs] + ['', nv, '## Tables', '', md_tables, pred]
     atomic_write_text(out/'index.md', '\n'.join(index) + '\n')
     from markdown_it import MarkdownIt
     body = MarkdownIt('commonmark', {'html': False}).enable('table').render('\n'.join(index))
@@ -430,18 +559,45 @@ def _shard(s:str) -> tuple:
     except Exception: fail(f"--shard {s!r}: expected I/N with 0 <= I < N, e.g. 0/2")
     return i, n
 
+def run_workers(cfg:StudyConfig, # the study
+                conf:Path, # its config file (the workers read it)
+                out:Path, # the output folder
+                workers:int # processes, one math thread each
+               ) -> Path:
+    "Run every shard of a study in `workers` local processes (data built first, each worker's log in OUT/worker-I.log), then the report."
+    import subprocess, sys
+    from vlmerge.data.world import build_world
+    from vlmerge.data.text import world_tokenizer
+    d = cfg.data; build_world(d.seed, d.size, d.image_size, d.path); world_tokenizer(d.seed, d.size, d.image_size, d.path, d.vocab_size)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
+    logs = [out/f'worker-{i}.log' for i in range(workers)]
+    procs = []
+    for i, lg in enumerate(logs):
+        with open(lg, 'w') as f:
+            procs.append(subprocess.Popen([sys.executable, '-c', 'from vlmerge.cli import entry; entry()', 'study', str(conf), '--out', str(out),
+                                           '--shard', f'{i}/{workers}'], env=env, stdout=subprocess.DEVNULL, stderr=f))
+    bad = [lg for p, lg in zip(procs, logs) if p.wait()]
+    if bad:
+        tail = [l for l in bad[0].read_text().strip().splitlines() if l.strip()]
+        fail(f"study: a worker failed: {tail[-1] if tail else 'no message'} (log {bad[0]}; rerun to resume)")
+    return report(cfg, out)
+
 @command('study', help='run a study grid: pre-train, merge, distances, fine-tune, evaluate; tables and plots')
 def study_cmd(argv:list):
-    "`vlmerge study CONFIG.yaml --out DIR [--shard I/N] [--report-only] [--set KEY=VALUE ...]`"
+    "`vlmerge study CONFIG.yaml --out DIR [--shard I/N | --workers N] [--report-only] [--set KEY=VALUE ...]`"
     p = argparse.ArgumentParser(prog='vlmerge study', description='Run (or resume) a study grid; finished cells are skipped.')
     p.add_argument('config', help='study YAML (see the study notebook)')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--shard', default='0/1', help='I/N: run only shard I of N (one process per GPU)')
+    p.add_argument('--workers', type=int, default=1, help='N > 1: run the shards in N local processes, one math thread each, then report')
     p.add_argument('--report-only', action='store_true', help='only rewrite the report from finished cells')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config value')
     a = p.parse_args(argv)
     cfg = load_config(StudyConfig, a.config, a.set)
     if a.report_only: idx = report(cfg, a.out)
+    elif a.workers > 1:
+        out = Path(a.out); out.mkdir(parents=True, exist_ok=True); conf = out/'workers.yaml'; save_config(cfg, conf)
+        idx = run_workers(cfg, conf, out, a.workers)
     else:
         run_study(cfg, a.out, _shard(a.shard)); idx = Path(a.out)/'index.md'
     if idx.exists(): print((Path(a.out)/'tables.md').read_text()); print(f"report: {idx}")
@@ -455,7 +611,7 @@ DEMO = {
               'init_std': 0.125, 'layer_scale_init': 1.0},
     'data': {'source': 'world', 'size': 'demo', 'seed': 0, 'image_size': 32},
     'objectives': ['itc', 'itm', 'mlm'],
-    'steps': 300, 'k_seed': [0, 300], 'variants': ['specific'],
+    'steps': 300, 'k_seed': [0, 300], 'variants': ['specific'], 'naive_steps': 'both',
     'methods': [{'method': 'interpolation', 'alpha': 0.5}, {'method': 'arithmetic', 'lambda': 1.0}, {'method': 'regmean', 'alpha': 0.9}],
     'seeds': [0, 1, 2], 'baselines': ['agnostic', 'unmerged'],
     'pretrain': {'batch_size': 32, 'lr': 3e-3, 'warmup': 0.1, 'log_every': 10, 'ckpt_every': 100},
@@ -466,7 +622,6 @@ DEMO = {
 @command('demo', help="the main job: a small study grid on the built-in world, end to end on CPU (make demo)")
 def demo_cmd(argv:list):
     "`vlmerge demo [--out runs/demo] [--workers 2]`: run the demo study and print its tables."
-    import subprocess, sys
     p = argparse.ArgumentParser(prog='vlmerge demo', description='A small study grid on the built-in world: pre-train, merge, measure, fine-tune, evaluate.')
     p.add_argument('--out', default='runs/demo', help='output folder (re-running resumes)')
     p.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1), help='processes, each with one math thread')
@@ -476,15 +631,6 @@ def demo_cmd(argv:list):
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     conf = out/'demo.yaml'; save_config(cfg, conf)
     t0 = time.time()
-    from vlmerge.data.world import build_world
-    from vlmerge.data.text import world_tokenizer
-    d = cfg.data; build_world(d.seed, d.size, d.image_size, d.path); world_tokenizer(d.seed, d.size, d.image_size, d.path, d.vocab_size)
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
-    procs = [subprocess.Popen([sys.executable, '-c', 'from vlmerge.cli import entry; entry()', 'study', str(conf), '--out', str(out), '--shard', f'{i}/{a.workers}'],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(a.workers)]
-    errs = [(p.wait(), p.stderr.read()) for p in procs]
-    bad = [e for rc, e in errs if rc]
-    if bad: fail(f"demo: a worker failed: {bad[0].strip().splitlines()[-1] if bad[0].strip() else 'no message'} (rerun to resume)")
-    idx = report(cfg, out)
+    idx = run_workers(cfg, conf, out, a.workers)
     print((out/'tables.md').read_text())
     print(f"demo finished in {time.time() - t0:.0f} s: report {idx}, plots {', '.join(str(p) for p in sorted(out.glob('*.png')))}")

@@ -13,8 +13,8 @@ from ..core import fail, VLMergeError, open_checkpoint, atomic_path, CheckpointR
 from .ops import get_method, merge_tensors, kth_largest_abs, check_param, MergeMethod
 
 # %% auto #0
-__all__ = ['CHUNK_NUMEL', 'as_source', 'layer_index', 'layer_t', 'resolve_setting', 'Rule', 'Task', 'SafetensorsWriter',
-           'check_out_path', 'run_tasks', 'merge_models', 'fold_experts']
+__all__ = ['CHUNK_NUMEL', 'RELEASED_ORDER', 'as_source', 'layer_index', 'layer_t', 'resolve_setting', 'Rule', 'Task',
+           'SafetensorsWriter', 'check_out_path', 'run_tasks', 'merge_models', 'fold_experts', 'expert_order']
 
 # %% ../../nbs/04b_merge.engine.ipynb #809d56fb
 CHUNK_NUMEL = 1 << 20  # elements per streamed chunk (4 MiB of float32)
@@ -546,13 +546,15 @@ def fold_experts(model, # modality-specific state dict or checkpoint path
                  metadata:dict|None=None, # string metadata
                  files:dict|None=None, # extra text files for the output folder
                  dry_run:bool=False, # validate and return the plan without merging
+                 used_experts:tuple|None=None, # only_activate_used_experts: where a key has all of these experts, merge only them
                  **kw # parameters: per-expert ones as {expert: value}, others global
                 ):
-    "Fold the experts of a modality-specific model into shared weights through the key map."
+    "Fold the experts of a modality-specific model into shared weights through the key map (experts in the order v, l, vl)."
     if out is not None: check_out_path(out, [model, base, aux])
     src = as_source(model, 'model'); bsrc = as_source(base, 'base model') if base is not None else None
     asrc = as_source(aux, 'statistics') if aux is not None else None
-    experts = sorted({e for ex in key_map.values() for e in ex}, key=lambda e: (len(e), e))
+    experts = expert_order(key_map)
+    if used_experts is not None and (bad := [e for e in used_experts if e not in experts]): fail(f"used_experts: no expert '{bad[0]}' in the key map (experts: {experts})")
     if expert_params and (bad := [e for e in expert_params if e not in experts]): fail(f"expert_params: no expert '{bad[0]}' in the key map (experts: {experts})")
     spec = _spec(method, params, [(expert_params or {}).get(e, {}) for e in experts], rules, len(experts), experts, kw)
     ek = _check_map(key_map, src, bsrc)
@@ -565,8 +567,11 @@ def fold_experts(model, # modality-specific state dict or checkpoint path
         tasks.append(Task(k, [(src, k)], ['copy'], shape=src.shape(k), dtype=dt, out_dtype=odt if dt.is_floating_point else None))
     for sk, ex in key_map.items():
         es = [e for e in experts if e in ex]
+        if used_experts is not None and set(used_experts) <= set(es): es = [e for e in es if e in used_experts]
         k0 = ex[es[0]]; dt = src.dtype(k0)
         if not dt.is_floating_point: fail(f"{src.name}: '{k0}' has dtype {dt}, which cannot be merged")
+        if len(es) == 1 and len(ex) > 1:  # one used expert: ratio 1, the expert is copied (as the released code does)
+            tasks.append(Task(sk, [(src, k0)], es, shape=src.shape(k0), dtype=dt, out_dtype=odt)); continue
         sub = _Spec(spec.method, spec.params, [spec.model_params[experts.index(e)] for e in es], spec.rules)
         t = Task(sk, [(src, ex[e]) for e in es], es, shape=src.shape(k0), dtype=dt, out_dtype=odt)
         _resolve(t, sub, nl, 'fold')
@@ -578,6 +583,14 @@ def fold_experts(model, # modality-specific state dict or checkpoint path
     order = {k: i for i, k in enumerate(_agnostic_order(src.keys(), ek))}
     tasks.sort(key=lambda t: order.get(t.key, len(order)))
     return _execute(tasks, out, threads, progress, max_shard_bytes, metadata, files, dry_run)
+
+RELEASED_ORDER = ('v', 'l', 'vl')
+
+def expert_order(key_map:dict # {shared_key: {expert: expert_key}}
+                ) -> list:
+    "The order in which a fold hands experts to a method: the released code's v, l, vl first, then any others as the map names them."
+    seen = list(dict.fromkeys(e for ex in key_map.values() for e in ex))
+    return sorted(seen, key=lambda e: (RELEASED_ORDER.index(e) if e in RELEASED_ORDER else len(RELEASED_ORDER), seen.index(e)))
 
 def _agnostic_order(keys, ek):
     "Output keys in the checkpoint's order, each shared key where its first expert was."

@@ -11,7 +11,7 @@ from ..core import fail
 
 # %% auto #0
 __all__ = ['load_runs', 'rankdata', 'correlate', 'plot_fit', 'Predictor', 'fit_predictor', 'rank_accuracy', 'loo_predictions',
-           'evaluate_predictors']
+           'evaluate_predictors', 'within_groups', 'verdict', 'per_group_rho']
 
 # %% ../../nbs/05b_metrics.predict.ipynb #6755d078
 def _num(v):
@@ -186,3 +186,103 @@ def evaluate_predictors(runs:list, # the study's runs: metrics and scores
         rows.append(dict(predictor='fit ' + '+'.join(metrics) + ' (loo)',
                          **rank_accuracy(runs, loo_predictions(runs, list(metrics), score, group), score, group)))
     return rows
+
+# %% ../../nbs/05b_metrics.predict.ipynb #d2a1b3c5
+def _stat_boot(runs, stat, unit, n_boot, ci, seed):
+    "stat(runs) and its percentile-bootstrap interval, resampling whole `unit`s (e.g. seeds) with replacement."
+    v = stat(runs); by = {}
+    for r in runs: by.setdefault(r.get(unit), []).append(r)
+    units, rng, vals = list(by), np.random.default_rng(seed), []
+    for _ in range(n_boot if len(by) > 1 else 0):
+        x = stat([r for i in rng.integers(0, len(units), len(units)) for r in by[units[i]]])
+        if np.isfinite(x): vals.append(x)
+    lo, hi = np.quantile(vals, [(1 - ci) / 2, (1 + ci) / 2]) if vals else (v, v)
+    return float(v), float(lo), float(hi)
+
+def _spearman(x, y): return float(_pearson_rows(rankdata(x)[None], rankdata(y)[None])[0])
+
+def _groups(runs, group):
+    out = {}
+    for r in runs: out.setdefault(r.get(group), []).append(r)
+    return out
+
+def _rho_within(runs, m, score, group):
+    rs = [_spearman(-_column(g, m), _column(g, score)) for g in _groups(runs, group).values()
+          if len(g) >= 3 and np.ptp(_column(g, m)) > 0 and np.ptp(_column(g, score)) > 0]
+    return float(np.mean(rs)) if rs else float('nan')
+
+def _pairs(runs, m, score, group, same):
+    "(pair accuracy of 'smaller metric, higher score', share of pairs tied in the metric) over same- or cross-group pairs."
+    x, y = _column(runs, m), _column(runs, score)
+    g = np.unique([str(r.get(group)) for r in runs], return_inverse=True)[1]
+    ok = np.triu((g[:, None] == g[None]) == same, 1) & (y[:, None] != y[None])
+    d = ((x[None] - x[:, None]) * (y[:, None] - y[None]))[ok]      # > 0: the smaller metric has the higher score
+    if not d.size: return float('nan'), float('nan')
+    return float(((d > 0) + .5 * (d == 0)).mean()), float((d == 0).mean())
+
+def _perm_p(runs, m, score, group, same, n_perm, seed):
+    "One-sided permutation p-value of the pair accuracy: scores shuffled within groups (`same`) or across all runs."
+    obs = _pairs(runs, m, score, group, same)[0]
+    if not np.isfinite(obs) or n_perm < 1: return float('nan')
+    rng, y = np.random.default_rng(seed), _column(runs, score)
+    gi = [[i for i, r in enumerate(runs) if r.get(group) == g] for g in _groups(runs, group)] if same else [list(range(len(runs)))]
+    hits = 0
+    for _ in range(n_perm):
+        yp = y.copy()
+        for ix in gi: yp[ix] = y[rng.permutation(ix)]
+        hits += _pairs([{**r, score: float(v)} for r, v in zip(runs, yp)], m, score, group, same)[0] >= obs
+    return (1 + hits) / (1 + n_perm)
+
+def _logo(runs, m, score, group):
+    "Mean absolute error of leave-one-group-out predictions from score ≈ a + b·metric, and of the other groups' mean."
+    gs = _groups(runs, group); err, const = [], []
+    if len(gs) < 2: return float('nan'), float('nan')
+    for k, test in gs.items():
+        train = [r for h, g in gs.items() if h != k for r in g]
+        if len(train) < 2: continue
+        f, y = fit_predictor(train, [m], score, ridge=1e-9), _column(test, score)   # a metric constant on `train`: predicts its mean
+        err += list(np.abs(np.array([f(r) for r in test]) - y)); const += list(np.abs(_column(train, score).mean() - y))
+    return (float(np.mean(err)), float(np.mean(const))) if err else (float('nan'), float('nan'))
+
+# %% ../../nbs/05b_metrics.predict.ipynb #d2a1b3c6
+def within_groups(runs:list, # runs: metric columns, the score, the group and the unit columns
+                  metrics:list, # metric columns (distances: smaller should be better)
+                  score:str='score', # the score column
+                  group:str='group', # the column whose values are the groups (e.g. the K_seed setting)
+                  unit:str='seed', # the bootstrap unit (resampled with replacement)
+                  n_boot:int=1000, # bootstrap resamples
+                  ci:float=0.95, # interval coverage
+                  seed:int=0, # bootstrap / permutation seed
+                  n_perm:int=1000 # score permutations for the p-values
+                 ) -> list:
+    "Per metric: within-group Spearman, within / between pair accuracy, leave-one-group-out error, with bootstrap intervals over `unit`."
+    rows = []
+    for m in metrics:
+        _column(runs, m); _column(runs, score)
+        row = {'metric': m}
+        stats = {'within_rho': lambda rs: _rho_within(rs, m, score, group),
+                 'within_pair_acc': lambda rs: _pairs(rs, m, score, group, True)[0],
+                 'between_pair_acc': lambda rs: _pairs(rs, m, score, group, False)[0],
+                 'logo_mae': lambda rs: _logo(rs, m, score, group)[0]}
+        for k, f in stats.items():
+            v, lo, hi = _stat_boot(runs, f, unit, n_boot, ci, seed); row |= {k: v, f'{k}_lo': lo, f'{k}_hi': hi}
+        row |= {'within_p': _perm_p(runs, m, score, group, True, n_perm, seed), 'between_p': _perm_p(runs, m, score, group, False, n_perm, seed),
+                'within_ties': _pairs(runs, m, score, group, True)[1], 'const_mae': _logo(runs, m, score, group)[1],
+                'groups': len(_groups(runs, group)), 'units': len({r.get(unit) for r in runs})}
+        rows.append(row | {'verdict': verdict(row)})
+    return rows
+
+def verdict(row:dict # a row of `within_groups`
+           ) -> str:
+    "'ranks within groups', 'only separates groups' or 'neither': pair-accuracy interval above ½ and permutation p < 0.05."
+    if row['within_pair_acc_lo'] > .5 and row['within_p'] < .05: return 'ranks within groups'
+    if row['between_pair_acc_lo'] > .5 and row['between_p'] < .05: return 'only separates groups'
+    return 'neither'
+
+def per_group_rho(runs:list, metric:str, score:str='score', group:str='group') -> dict:
+    "{group: Spearman ρ(−metric, score)} inside each group (None where the metric or the score is constant or n < 3)."
+    out = {}
+    for k, g in _groups(runs, group).items():
+        ok = len(g) >= 3 and np.ptp(_column(g, metric)) > 0 and np.ptp(_column(g, score)) > 0
+        out[k] = _spearman(-_column(g, metric), _column(g, score)) if ok else None
+    return out

@@ -10,7 +10,7 @@ from .config import VLConfig, PRESETS, VARIANTS, preset, experts_at, agnostic
 from .transformer import Block, VLTransformer
 
 # %% auto #0
-__all__ = ['key_map', 'split', 'fold', 'count_params', 'param_table']
+__all__ = ['key_map', 'shared_storage', 'split', 'fold', 'count_params', 'param_table']
 
 # %% ../../nbs/02c_models.keymap.ipynb #0f669042
 def key_map(cfg:VLConfig # the modality-specific config (any variant; 'agnostic' gives an empty map)
@@ -26,17 +26,30 @@ def key_map(cfg:VLConfig # the modality-specific config (any variant; 'agnostic'
     return out
 
 # %% ../../nbs/02c_models.keymap.ipynb #7f95d96d
+def shared_storage(sd:dict, # a state dict (name -> tensor)
+                   other # another state dict, or a module (its parameters and buffers)
+                  ) -> list:
+    "Keys of `sd` whose tensors share memory with a tensor of `other` (empty tensors never count)."
+    if isinstance(other, torch.nn.Module): other = other.state_dict(keep_vars=True)
+    ptrs = {t.untyped_storage().data_ptr() for t in other.values() if isinstance(t, torch.Tensor) and t.numel()}
+    return [k for k, t in sd.items() if t.numel() and t.untyped_storage().data_ptr() in ptrs]
+
+def _copy(t, ptrs):
+    "`t` detached, cloned when its memory is one of `ptrs` (an input's)."
+    t = t.detach()
+    return t.clone() if t.untyped_storage().data_ptr() in ptrs else t
+
 def split(sd:dict, # modality-agnostic state dict
           cfg:VLConfig # the modality-specific config to build
          ) -> dict:
-    "Modality-agnostic weights → modality-specific weights with every expert a copy of its shared parameter."
+    "Modality-agnostic weights → modality-specific weights with every expert a copy of its shared parameter (all copies)."
     km = key_map(cfg)
     missing = [k for k in km if k not in sd]
     if missing: fail(f"split: shared key '{missing[0]}' is not in the state dict ({len(missing)} missing)")
     out = {}
     for k, v in sd.items():
-        if k in km: out.update({ek: v.clone() for ek in km[k].values()})
-        else: out[k] = v
+        if k in km: out.update({ek: v.detach().clone() for ek in km[k].values()})
+        else: out[k] = v.detach().clone()
     return out
 
 def fold(sd:dict, # modality-specific state dict
@@ -44,19 +57,20 @@ def fold(sd:dict, # modality-specific state dict
          merge, # merge(tensors) -> tensor; with keyed=True merge(tensors, key=shared key, experts=names)
          keyed:bool=False # also pass the shared key and the expert names to `merge`
         ) -> dict:
-    "Modality-specific weights → modality-agnostic weights, each shared parameter `merge`d from its experts."
+    "Modality-specific weights → modality-agnostic weights, each shared parameter `merge`d from its experts (never views of `sd`)."
     km = key_map(cfg); owner = {ek: sk for sk, d in km.items() for ek in d.values()}
     missing = [ek for ek in owner if ek not in sd]
     if missing: fail(f"fold: expert key '{missing[0]}' is not in the state dict ({len(missing)} missing)")
+    ptrs = {t.untyped_storage().data_ptr() for t in sd.values()}
     out = {}
     for k, v in sd.items():
-        if k not in owner: out[k] = v; continue
+        if k not in owner: out[k] = v.detach().clone(); continue
         sk = owner[k]
         if sk in out: continue
         ts = [sd[ek] for ek in km[sk].values()]
         m = merge(ts, key=sk, experts=tuple(km[sk])) if keyed else merge(ts)
         if tuple(m.shape) != tuple(ts[0].shape): fail(f"fold: merging '{sk}' gave shape {tuple(m.shape)}, expected {tuple(ts[0].shape)}")
-        out[sk] = m.to(ts[0].dtype)
+        out[sk] = _copy(m.to(ts[0].dtype), ptrs)
     return out
 
 # %% ../../nbs/02c_models.keymap.ipynb #be162ce1

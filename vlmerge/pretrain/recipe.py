@@ -13,7 +13,7 @@ from ..core import (fail, from_dict, to_dict, load_config, save_config, atomic_p
                           set_seed, human_count)
 from ..models.config import VLConfig, preset, agnostic, PRESETS
 from ..models.transformer import VLTransformer
-from ..models.keymap import split
+from ..models.keymap import split, fold, shared_storage
 from ..train import TrainConfig, train, init_distributed, dist_info, get_device, checkpoints
 from .objectives import PretrainModel, PretrainHeads, pretrain_loss, OBJECTIVES
 
@@ -95,6 +95,8 @@ def save_model(folder:str|Path, # destination (replaced atomically)
               ) -> Path:
     "Write a model folder: HF checkpoint of the backbone, heads.safetensors, w0.safetensors, the tokenizer, vlmerge.json."
     folder = Path(folder)
+    if w0 is not None and (bad := shared_storage(w0, backbone)):  # W0 must be a copy, or it trained with the model
+        fail(f"save_model: w0 key '{bad[0]}' shares memory with the backbone's weights ({len(bad)} keys); pass a copy")
     with atomic_path(folder) as t:
         backbone.save_pretrained(str(t), safe_serialization=True)
         if tokenizer is not None: tokenizer.save_pretrained(str(t))
@@ -160,14 +162,13 @@ def run_pretrain(cfg:PretrainConfig, # the run
             seed_folder = _stage('seed', seed_bb, None, cfg, stc, ds, collate, out, resume, progress=progress, tok=tok)
         seed_bb, heads = load_model(seed_folder)
         if seed_bb.cfg != agnostic(mcfg): fail(f"{seed_folder}: its config does not match the model's sizes ({seed_bb.cfg} vs {agnostic(mcfg)})")
-        w0 = seed_bb.state_dict()
+        w0 = {k: v.detach().clone() for k, v in seed_bb.state_dict().items()}   # a copy: never the memory of a live module
         backbone = VLTransformer(mcfg); backbone.load_state_dict(split(w0, mcfg))
     else:
         set_seed(cfg.train.seed)
         backbone = VLTransformer(mcfg); _init_pretrained(backbone, cfg)
         if cfg.stage == 'specific':   # naive: every expert starts from the same weights; W0 is that common start
-            from vlmerge.models.keymap import fold
-            w0 = fold(backbone.state_dict(), mcfg, lambda ts: ts[0])
+            w0 = fold(backbone.state_dict(), mcfg, lambda ts: ts[0])   # copies (fold never returns views of its input)
             backbone.load_state_dict(split(w0, mcfg))
     return _stage('pretrain', backbone, heads, cfg, cfg.train, ds, collate, out, resume, w0, progress, tok)
 
