@@ -2,7 +2,7 @@
 the downstream tasks, and print each score beside the task's floors (`vlmerge.floors`) on the same test split.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/learnability.py --name base --seed 0 [--size demo] [--image-size 32]
-        [--patch 8] [--pretrain-steps 600] [--steps 50] [--task-steps '{"vqa": 400}'] [--task-set '{"nlvr2": {"batch_size": 16}}']
+        [--patch 8] [--model-set '{"vl_layers": 2}'] [--pretrain-steps 600] [--steps 50] [--task-steps '{"vqa": 400}'] [--task-set '{"nlvr2": {"batch_size": 16}}']
         [--tasks vqa,nlvr2] [--pretrained FOLDER] [--out /tmp/learnability]
 
 One change at a time against `--name base` is the design: each run appends one JSON line (scores, floors, seconds per
@@ -25,6 +25,7 @@ def main(argv=None):
     p.add_argument('--out', default='/tmp/learnability'); p.add_argument('--seed', type=int, default=0)
     p.add_argument('--size', default=DEMO['data']['size']); p.add_argument('--image-size', type=int, default=DEMO['data']['image_size'])
     p.add_argument('--patch', type=int, default=8); p.add_argument('--pretrain-steps', type=int, default=max(DEMO['k_seed']) + DEMO['steps'])
+    p.add_argument('--model-set', default='{}', help='JSON VLConfig overrides over the demo model, e.g. {"vl_layers": 2}')
     p.add_argument('--pretrained', help='fine-tune this model folder instead of pre-training one')
     p.add_argument('--tasks', default=','.join(MAIN_METRIC)); p.add_argument('--steps', type=int, default=DEMO['finetune']['train']['steps'])
     p.add_argument('--task-steps', default='{}', help='JSON {task: fine-tuning steps}')
@@ -35,14 +36,14 @@ def main(argv=None):
     t0 = time.perf_counter()
     if a.pretrained: model = Path(a.pretrained); pre_s = 0.0
     else:
-        pc = from_dict(PretrainConfig, {'model': {**DEMO['model'], 'patch_size': a.patch}, 'data': data, 'objectives': DEMO['objectives'],
+        pc = from_dict(PretrainConfig, {'model': {**DEMO['model'], 'patch_size': a.patch, **json.loads(a.model_set)}, 'data': data, 'objectives': DEMO['objectives'],
                                         'stage': 'agnostic', 'train': {**DEMO['pretrain'], 'steps': a.pretrain_steps, 'seed': a.seed, 'ckpt_every': 0}},
                        'learnability')
         model = run_pretrain(pc, root/'pretrain', resume=True); pre_s = time.perf_counter() - t0
     tasks = a.tasks.split(','); dc = TaskData(size=a.size, seed=data['seed'], image_size=a.image_size)
     floors = data_floors(dc, tuple(tasks))
     steps, sets = json.loads(a.task_steps), json.loads(a.task_set)
-    row = {'name': a.name, 'seed': a.seed, 'size': a.size, 'image_size': a.image_size, 'patch': a.patch, 'pretrained': str(model),
+    row = {'name': a.name, 'seed': a.seed, 'size': a.size, 'image_size': a.image_size, 'patch': a.patch, 'pretrained': str(model), 'model_set': json.loads(a.model_set),
            'pretrain_steps': 0 if a.pretrained else a.pretrain_steps, 'pretrain_s': round(pre_s, 1), 'tasks': {}}
     for t in tasks:
         tr = {**DEMO['finetune'].get('train', {}), 'steps': steps.get(t, a.steps), 'seed': a.seed, **sets.get(t, {})}
