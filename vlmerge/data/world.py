@@ -426,8 +426,8 @@ def make_examples(task:str, # one of TASKS
 WORLD_SIZES = {'tiny': {'train': 24, 'val': 8, 'test': 8},
                'small': {'train': 300, 'val': 60, 'test': 60},
                'demo': {'train': 2000, 'val': 250, 'test': 250},
-               # the learnability experiments' world (nbs/experiments/22_learnability): NLVR2 gets 8,000 pairs of the
-               # 4 statement kinds whose label the sentence alone predicts least; test splits of 500
+               # the learnability experiments' world (nbs/experiments/22_learnability): NLVR2 gets 8,000 pairs and
+               # drops the counting statement kinds (count, more_shape, total_colour); test splits of 500
                'demo2': {'train': 2000, 'val': 250, 'test': 500, 'tasks': {'nlvr2': {'train': 8000}},
                          'statements': ('exist', 'both', 'more_objects', 'relation')}}
 
