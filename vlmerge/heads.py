@@ -15,8 +15,8 @@ from .pretrain.objectives import PretrainHeads, contrastive_loss
 
 # %% auto #0
 __all__ = ['TASKS', 'MLPHead', 'RetrievalHead', 'ClassificationHead', 'SegmentationHead', 'make_head', 'extend_token_types',
-           'TaskModel', 'vqa_loss', 'task_loss', 'loss_for', 'load_backbone', 'new_task_model', 'save_task_model',
-           'read_task_info', 'load_task_model']
+           'TaskModel', 'vqa_loss', 'seg_class_weights', 'task_loss', 'loss_for', 'load_backbone', 'new_task_model',
+           'save_task_model', 'read_task_info', 'load_task_model']
 
 # %% ../nbs/06_heads.ipynb #939523e5
 TASKS = ('vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation')
@@ -149,6 +149,15 @@ def vqa_loss(logits, # (B, A)
     "ViLT's VQA loss: binary cross-entropy with logits on the soft scores, times the vocabulary size."
     return F.binary_cross_entropy_with_logits(logits.float(), targets.float()) * targets.shape[1]
 
+def seg_class_weights(labels, # (B, H, W) class ids, IGNORE_INDEX where unlabelled
+                      num_classes:int # C
+                     ) -> torch.Tensor:
+    "(C,) weights f_c^(-1/2) of the classes present (0 for absent ones), scaled so that sum_c f_c w_c = 1."
+    n = torch.bincount(labels[labels != IGNORE_INDEX].reshape(-1), minlength=num_classes).float()
+    f = n / n.sum().clamp(min=1)
+    w = torch.where(n > 0, f.clamp(min=1e-12).rsqrt(), torch.zeros_like(f))
+    return w / (w * f).sum().clamp(min=1e-12)
+
 def task_loss(task:str, # one of TASKS
               out, # what `TaskModel.forward` returned
               batch:dict # the batch, with its labels
@@ -158,7 +167,9 @@ def task_loss(task:str, # one of TASKS
     if task == 'retrieval':
         loss, i2t = contrastive_loss(*out)
         return loss, {'acc': float((i2t.argmax(-1) == torch.arange(len(i2t), device=i2t.device)).float().mean())}
-    if task == 'segmentation': return F.cross_entropy(out.float(), batch['labels'], ignore_index=IGNORE_INDEX), {}
+    if task == 'segmentation':
+        w = seg_class_weights(batch['labels'], out.shape[1])
+        return F.cross_entropy(out.float(), batch['labels'], weight=w, ignore_index=IGNORE_INDEX), {}
     return F.cross_entropy(out.float(), batch['labels']), {'acc': float((out.argmax(-1) == batch['labels']).float().mean())}
 
 def loss_for(task:str # one of TASKS

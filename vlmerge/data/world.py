@@ -12,13 +12,13 @@ from ..core import fail, atomic_path
 
 # %% auto #0
 __all__ = ['GEN_VERSION', 'SHAPES', 'COLOURS', 'SIZES', 'IGNORE_INDEX', 'SEG_CLASSES', 'CLASSES', 'ANSWERS', 'TASKS', 'SPLITS',
-           'RELATIONS', 'QUESTION_TYPES', 'WORLD_SIZES', 'Obj', 'Scene', 'render', 'sample_scene', 'relation',
-           'describe', 'captions', 'question', 'normalize_answer', 'vqa_score', 'soft_scores', 'statement', 'png_bytes',
-           'seg_mask', 'make_examples', 'data_dir', 'world_path', 'world_features', 'world_info', 'build_world',
-           'load_world', 'show_examples']
+           'RELATIONS', 'QUESTION_TYPES', 'STATEMENT_KINDS', 'WORLD_SIZES', 'Obj', 'Scene', 'render', 'sample_scene',
+           'relation', 'describe', 'captions', 'question', 'normalize_answer', 'vqa_score', 'soft_scores', 'statement',
+           'png_bytes', 'seg_mask', 'make_examples', 'split_sizes', 'data_dir', 'world_path', 'world_features',
+           'world_info', 'build_world', 'load_world', 'show_examples']
 
 # %% ../../nbs/01_data.world.ipynb #c2cd8a2d
-GEN_VERSION = 1  # bump when the generator's output changes: the cache key includes it
+GEN_VERSION = 2  # bump when the generator's output changes: the cache key includes it
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross')
 COLOURS = {'red': (215, 45, 45), 'green': (50, 165, 60), 'blue': (45, 85, 215),
            'yellow': (230, 205, 40), 'purple': (145, 65, 190), 'cyan': (45, 200, 205)}
@@ -310,22 +310,31 @@ def _annotate(rng, ans, n=10, p=0.85):
     def say(a):
         if a.isdigit() and rng.random() < 0.2: return _NUM[int(a)] if a != '0' else 'zero'
         return _syn(rng, a) if rng.random() < 0.2 else a
-    while True:
+    from collections import Counter
+    while True:  # the true answer gets full score (>= 4 of 10); no other answer does (<= 3 of 10)
         out = [say(ans) if rng.random() < p else say(wrong()) for _ in range(n)]
-        if sum(normalize_answer(a) == ans for a in out) >= 4: return out
+        cnt = Counter(normalize_answer(a) for a in out)
+        if cnt[ans] >= 4 and all(k == ans or c <= 3 for k, c in cnt.items()): return out
 
 # %% ../../nbs/01_data.world.ipynb #5150b26c
 def _count(objs, c=None, s=None): return sum((c is None or o.colour == c) and (s is None or o.shape == s) for o in objs)
 
+# the kinds of statement, in the order `statement` numbers them
+STATEMENT_KINDS = ('exist', 'count', 'both', 'more_shape', 'more_objects', 'total_colour', 'relation')
+
 def statement(left:Scene, # the left image's scene
               right:Scene, # the right image's scene
-              rng:np.random.Generator # generator choosing the statement
+              rng:np.random.Generator, # generator choosing the statement
+              kinds:tuple|None=None # the kinds to draw from (default: all of STATEMENT_KINDS)
              ) -> tuple:
     "A (statement, label) pair about two scenes; label is True when the statement holds."
     L, R = left.objs, right.objs
     side, objs = (('left', L), ('right', R))[int(rng.integers(2))]
     pick_obj = lambda: (L + R)[int(rng.integers(len(L) + len(R)))]
-    k = int(rng.integers(7))
+    kinds = STATEMENT_KINDS if kinds is None else kinds
+    bad = [k for k in kinds if k not in STATEMENT_KINDS]
+    if bad or not kinds: fail(f"statement kinds: {bad[0] if bad else 'none given'!r} (known: {', '.join(STATEMENT_KINDS)})")
+    k = STATEMENT_KINDS.index(kinds[int(rng.integers(len(kinds)))])
     if k == 0:
         o = pick_obj() if rng.random() < 0.7 else Obj(SHAPES[rng.integers(5)], _pick(rng, list(COLOURS)), 'small', 0, 0, 1, ())
         t = _pick(rng, [f"the {side} image contains {_article(describe(o, rng, False))}", f"there is {_article(describe(o, rng, False))} in the {side} image"])
@@ -375,7 +384,8 @@ def make_examples(task:str, # one of TASKS
                   seed:int=0, # world seed
                   image_size:int=64, # image side in pixels
                   questions_per_image:int=3, # VQA questions asked about each image
-                  scenes:bool=False # also return the scene(s) of each example under 'scene' / 'scenes'
+                  scenes:bool=False, # also return the scene(s) of each example under 'scene' / 'scenes'
+                  statements:tuple|None=None # NLVR2: the statement kinds (default: all of STATEMENT_KINDS)
                  ):
     "Yield the examples of one task and split of the world, as plain dicts."
     if task not in TASKS: fail(f"unknown task '{task}' (known: {', '.join(TASKS)})")
@@ -389,7 +399,7 @@ def make_examples(task:str, # one of TASKS
             while True:
                 L, R = sample_scene(rng, size=S), sample_scene(rng, size=S)
                 for _ in range(30):
-                    t, lab = statement(L, R, rng)
+                    t, lab = statement(L, R, rng, statements)
                     if lab == want: break
                 if lab == want: break
             ex = {'image_left': _img(render(L, S)[0]), 'image_right': _img(render(R, S)[0]),
@@ -415,7 +425,21 @@ def make_examples(task:str, # one of TASKS
 # %% ../../nbs/01_data.world.ipynb #95482c90
 WORLD_SIZES = {'tiny': {'train': 24, 'val': 8, 'test': 8},
                'small': {'train': 300, 'val': 60, 'test': 60},
-               'demo': {'train': 2000, 'val': 250, 'test': 250}}
+               'demo': {'train': 2000, 'val': 250, 'test': 250},
+               # the learnability experiments' world (nbs/experiments/22_learnability): NLVR2 gets 8,000 pairs and
+               # drops the counting statement kinds (count, more_shape, total_colour); test splits of 500
+               'demo2': {'train': 2000, 'val': 250, 'test': 500, 'tasks': {'nlvr2': {'train': 8000}},
+                         'statements': ('exist', 'both', 'more_objects', 'relation')}}
+
+def split_sizes(size:str, # a key of WORLD_SIZES
+                task:str # one of TASKS
+               ) -> dict:
+    "{split: number of examples} of `task` in a world of `size` (a size may give some tasks other counts under 'tasks')."
+    if size not in WORLD_SIZES: fail(f"unknown world size '{size}' (known: {', '.join(WORLD_SIZES)})")
+    d = WORLD_SIZES[size]
+    return {sp: d.get('tasks', {}).get(task, {}).get(sp, d[sp]) for sp in SPLITS}
+
+def _statements(size): return WORLD_SIZES[size].get('statements')  # a size may keep fewer NLVR2 statement kinds
 
 def data_dir(path:str|Path|None=None # explicit data directory
             ) -> Path:
@@ -476,8 +500,8 @@ def build_world(seed:int=0, # world seed
         with atomic_path(dest) as tmp:
             tmp.mkdir(parents=True)
             for task in tasks:
-                dd = datasets.DatasetDict({sp: _to_dataset(list(make_examples(task, sp, n, seed, image_size)), task)
-                                           for sp, n in WORLD_SIZES[size].items()})
+                dd = datasets.DatasetDict({sp: _to_dataset(list(make_examples(task, sp, n, seed, image_size, statements=_statements(size))), task)
+                                           for sp, n in split_sizes(size, task).items()})
                 dd.save_to_disk(str(tmp/task)); counts[task] = {sp: len(d) for sp, d in dd.items()}
             info = {**world_info(size, seed, image_size), 'tasks': counts}
             (tmp/'world.json').write_text(json.dumps(info, indent=2) + '\n')

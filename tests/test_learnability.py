@@ -1,0 +1,78 @@
+"""(slow, VLMERGE_SLOW=1) Every demo task is learnable from the images: the modality-agnostic baseline, pre-trained and
+fine-tuned at the demo's budget, beats each task's highest floor (`vlmerge.floors`) by the margins of issue 13, as a mean
+over 3 seeds. The experiments behind the settings are in nbs/experiments/22_learnability.ipynb."""
+import json, os, time
+from pathlib import Path
+import numpy as np, pytest, torch
+
+SLOW = pytest.mark.skipif(not os.environ.get('VLMERGE_SLOW'), reason='slow: set VLMERGE_SLOW=1')
+MAIN = {'vqa': 'vqa_score', 'nlvr2': 'acc', 'retrieval': 'r_mean', 'classification': 'top1', 'segmentation': 'miou'}
+# The settings the learnability experiments chose, over the demo config (`vlmerge.study.DEMO`); once DEMO carries them
+# these overrides change nothing.
+RECOMMENDED = {'data': {'size': 'demo2'}, 'finetune_steps': {'vqa': 1800, 'nlvr2': 1000, 'retrieval': 50, 'classification': 50, 'segmentation': 800},
+               'finetune_batch': {'nlvr2': 16}}
+SEEDS = [int(s) for s in os.environ.get('VLMERGE_SLOW_SEEDS', '0,1,2').split(',')]
+
+
+def _need(task, floors):
+    "The score the baseline must beat: issue 13's margin over the task's highest floor (NLVR2's 0.65 is tested apart)."
+    f = {k: v[MAIN[task]] for k, v in floors.items()}
+    if task in ('nlvr2', 'vqa'): return max(f.values()) + 0.05
+    if task == 'segmentation': return 1.5 * f['constant']
+    return 2 * f['chance']
+
+
+def _baseline(tmp, seed):
+    "Pre-train the demo's modality-agnostic baseline and fine-tune it on each task: {task: scores}, and the seconds spent."
+    from vlmerge.core import from_dict
+    from vlmerge.study import DEMO
+    from vlmerge.pretrain.recipe import PretrainConfig, run_pretrain
+    from vlmerge.finetune import FinetuneConfig, run_finetune
+    data = {**DEMO['data'], **RECOMMENDED['data']}
+    steps = max(DEMO['k_seed']) + DEMO['steps']   # the baseline is pre-trained as long as the merged models in all
+    t0 = time.perf_counter()
+    pc = from_dict(PretrainConfig, {'model': DEMO['model'], 'data': data, 'objectives': DEMO['objectives'], 'stage': 'agnostic',
+                                    'train': {**DEMO['pretrain'], 'steps': steps, 'seed': seed, 'ckpt_every': 0}}, 'learnability')
+    model = run_pretrain(pc, tmp/f's{seed}'/'pre')
+    secs = {'pretrain': time.perf_counter() - t0}; out = {}
+    for task, n in RECOMMENDED['finetune_steps'].items():
+        t1 = time.perf_counter()
+        tr = {**DEMO['finetune'].get('train', {}), 'steps': n, 'seed': seed}
+        if task in RECOMMENDED['finetune_batch']: tr['batch_size'] = RECOMMENDED['finetune_batch'][task]
+        cfg = {'task': task, 'model': str(model), 'data': {k: data[k] for k in ('size', 'seed', 'image_size')}, 'train': tr}
+        out[task] = run_finetune(from_dict(FinetuneConfig, cfg, 'learnability'), tmp/f's{seed}'/task)
+        secs[task] = time.perf_counter() - t1
+    return out, secs
+
+
+@pytest.fixture(scope='module')
+def measured(tmp_path_factory):
+    "Floors of the demo's world and the baseline's scores over SEEDS: (floors, {task: mean main score}), printed as a table."
+    from vlmerge.floors import data_floors
+    from vlmerge.evaluate import TaskData
+    from vlmerge.study import DEMO
+    torch.set_num_threads(1)
+    d = {**DEMO['data'], **RECOMMENDED['data']}
+    floors = data_floors(TaskData(size=d['size'], seed=d['seed'], image_size=d['image_size']), tuple(MAIN))
+    tmp = tmp_path_factory.mktemp('learn'); runs = [_baseline(tmp, s) for s in SEEDS]
+    mean = {t: float(np.mean([r[0][t][MAIN[t]] for r in runs])) for t in MAIN}
+    print('\npre-training seconds/seed', round(float(np.mean([r[1]['pretrain'] for r in runs]))))
+    for t in MAIN:
+        print(f"{t:15s} {MAIN[t]:9s} mean {mean[t]:.3f} over seeds {SEEDS}  need {_need(t, floors[t]):.3f}  floors "
+              + json.dumps({k: round(v[MAIN[t]], 3) for k, v in floors[t].items()}) + f"  seconds/seed {np.mean([r[1][t] for r in runs]):.0f}")
+    return floors, mean
+
+
+@SLOW
+def test_every_task_beats_its_highest_floor(measured):
+    "VQA and NLVR2 >= highest floor + 0.05, segmentation >= 1.5x all-background, retrieval and classification >= 2x chance."
+    floors, mean = measured
+    bad = {t: (round(mean[t], 3), round(_need(t, floors[t]), 3)) for t in MAIN if not mean[t] >= _need(t, floors[t])}
+    assert not bad, bad
+
+
+@SLOW
+@pytest.mark.xfail(strict=True, reason='NLVR2 at the demo budget reaches ~0.60, not 0.65: the fused layer does not learn '
+                   'image-text grounding in 600 pre-training steps (nbs/experiments/22_learnability.ipynb)')
+def test_nlvr2_reaches_065(measured):
+    assert measured[1]['nlvr2'] >= 0.65, measured[1]['nlvr2']
