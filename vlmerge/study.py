@@ -19,8 +19,8 @@ from .train import TrainConfig
 # %% auto #0
 __all__ = ['TASKS', 'MAIN_METRIC', 'USED_EXPERTS', 'STEP_COUNTING', 'DISTANCES', 'DEMO', 'StudyConfig', 'method_label',
            'pretrain_settings', 'expand', 'pretrained', 'grams_for', 'merge_folder', 'expert_distances', 'downstream',
-           'zero_shot_scores', 'run_cell', 'run_study', 'collect', 'tables', 'naive_vs_recipe', 'merged_runs',
-           'within_report', 'report', 'run_workers', 'study_cmd', 'demo_cmd']
+           'zero_shot_scores', 'run_cell', 'cell_line', 'run_study', 'collect', 'tables', 'naive_vs_recipe',
+           'merged_runs', 'within_report', 'report', 'run_workers', 'watch_workers', 'study_cmd', 'demo_cmd']
 
 # %% ../nbs/07_study.ipynb #5e7eb5dc
 TASKS = ('vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation')
@@ -50,6 +50,7 @@ class StudyConfig:
     naive_steps: typing.Literal['paper', 'matched', 'both'] = 'paper'  # naive runs: K steps (the paper), K_seed + K (step-matched), or both
     gram_source: typing.Literal['task', 'pretrain'] = 'task'  # RegMean Grams: each task's validation split (the paper), or the pre-training pairs
     only_activate_used_experts: bool = False  # merge per task, top layers from the experts its path uses (VL: VQA, NLVR2; V+L: retrieval)
+    init: dict = field(default_factory=dict)  # pretrained starts, as in pre-training configs: {timm_vit: path, hf_bert: path, blocks, experts}
 
     def __post_init__(self):
         from vlmerge.models.config import VARIANTS
@@ -107,7 +108,8 @@ def _pcfg(cfg:StudyConfig, seed:int, stage:str, steps:int, variant:str='specific
     tr = {**cfg.pretrain, 'steps': steps, 'seed': seed}
     return from_dict(PretrainConfig, {'model': {**cfg.model, **({'variant': variant} if stage == 'specific' else {})},
                                       'data': to_dict(cfg.data), 'objectives': list(cfg.objectives), 'stage': stage,
-                                      'k_seed': k_seed, 'seed_from': seed_from, 'train': tr}, 'study pre-training')
+                                      'k_seed': k_seed, 'seed_from': seed_from, 'train': tr, 'init': dict(cfg.init)},
+                     'study pre-training')
 
 def pretrained(cfg:StudyConfig, # the study
                root:Path, # the study's output folder
@@ -315,6 +317,20 @@ def _alpha_curve(cfg:StudyConfig, root:Path, seed:int, k_seed:int, variant:str) 
     atomic_write_json(dest, rows)
     return rows
 
+def cell_line(cfg:StudyConfig, # the study (its tasks name the main metrics)
+              res:dict, # a cell's result
+              done:int, # cells finished, this one included
+              total:int, # cells in all
+              elapsed:float, # seconds since this run started
+              ran:int|None=None # cells this run computed (not resumed); default `done`
+             ) -> str:
+    "One progress line for a finished cell: its name, seconds, mean main score over the tasks, done/total and an ETA."
+    sc = [res['scores'][t][MAIN_METRIC[t]] for t in cfg.tasks if MAIN_METRIC[t] in res.get('scores', {}).get(t, {})]
+    ran = done if ran is None else ran
+    eta = f"{elapsed / ran * (total - done) / 60:.1f} min" if ran else '?'
+    score = f"{sum(sc) / len(sc):.3f}" if sc else '-'
+    return f"[{done}/{total}] {res['id']}  {res.get('seconds', 0):.0f} s  main score {score}  ETA {eta}"
+
 def run_study(cfg:StudyConfig, # the study
               out:str|Path, # output folder
               shard:tuple=(0, 1), # (i, n): run the cells of pre-training group i of n
@@ -329,10 +345,11 @@ def run_study(cfg:StudyConfig, # the study
     else: save_config(cfg, saved)
     i, n = shard
     cells = [c for c in expand(cfg) if _group(c, cfg) % n == i]
-    from tqdm.auto import tqdm
-    results = []
-    for c in tqdm(cells, desc='study cells', disable=not progress):
-        results.append(run_cell(cfg, out, c))
+    results, t0, ran = [], time.time(), 0
+    for j, c in enumerate(cells):
+        fresh = not (out/'cells'/c['id']/'result.json').exists()
+        results.append(run_cell(cfg, out, c)); ran += fresh
+        if progress: print(cell_line(cfg, results[-1], j + 1, len(cells), time.time() - t0, ran), flush=True)
     if cfg.alpha_curve and cfg.zero_shot and 'interpolation' in [m['method'] for m in cfg.methods]:
         for s in cfg.seeds:
             for k in [k for k, _, naive in pretrain_settings(cfg) if naive != 'matched']:
@@ -572,15 +589,39 @@ def run_workers(cfg:StudyConfig, # the study
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
     logs = [out/f'worker-{i}.log' for i in range(workers)]
     procs = []
-    for i, lg in enumerate(logs):
+    for i, lg in enumerate(logs):   # output to files, never pipes: a worker can't block on a full pipe
         with open(lg, 'w') as f:
             procs.append(subprocess.Popen([sys.executable, '-c', 'from vlmerge.cli import entry; entry()', 'study', str(conf), '--out', str(out),
-                                           '--shard', f'{i}/{workers}'], env=env, stdout=subprocess.DEVNULL, stderr=f))
-    bad = [lg for p, lg in zip(procs, logs) if p.wait()]
-    if bad:
-        tail = [l for l in bad[0].read_text().strip().splitlines() if l.strip()]
-        fail(f"study: a worker failed: {tail[-1] if tail else 'no message'} (log {bad[0]}; rerun to resume)")
+                                           '--shard', f'{i}/{workers}'], env=env, stdout=f, stderr=subprocess.STDOUT))
+    watch_workers(cfg, out, procs, logs)
     return report(cfg, out)
+
+def watch_workers(cfg:StudyConfig, # the study
+                  out:Path, # its output folder
+                  procs:list, # the worker processes
+                  logs:list, # their log files
+                  poll:float=1.0 # seconds between looks
+                 ):
+    "Print a line per finished cell while the workers run; if one fails, show its last lines at once, stop the others, fail."
+    ids = [c['id'] for c in expand(cfg)]
+    seen = {i for i in ids if (out/'cells'/i/'result.json').exists()}
+    t0, ran = time.time(), 0
+    while True:
+        finished = all(p.poll() == 0 for p in procs)   # looked at before the scan, so the last cells are never missed
+        for i in ids:
+            if i not in seen and (out/'cells'/i/'result.json').exists():
+                seen.add(i); ran += 1
+                print(cell_line(cfg, json.loads((out/'cells'/i/'result.json').read_text()), len(seen), len(ids), time.time() - t0, ran), flush=True)
+        bad = [(p, lg) for p, lg in zip(procs, logs) if p.poll() not in (None, 0)]
+        if bad:
+            for p in procs:
+                if p.poll() is None: p.terminate()
+            for p in procs: p.wait()
+            tail = [l for l in bad[0][1].read_text().strip().splitlines() if l.strip()]
+            print(f"study: worker {logs.index(bad[0][1])} failed; its last lines ({bad[0][1]}):", *tail[-15:], sep='\n', file=sys.stderr, flush=True)
+            fail(f"study: a worker failed: {tail[-1] if tail else 'no message'} (log {bad[0][1]}; rerun to resume)")
+        if finished: break
+        time.sleep(poll)
 
 @command('study', help='run a study grid: pre-train, merge, distances, fine-tune, evaluate; tables and plots')
 def study_cmd(argv:list):
