@@ -124,7 +124,7 @@ def test_formulas_render(site, browser):
     h = browser.execute_script('return document.body.scrollHeight')
     browser.set_window_size(1280, min(h, 6000)); browser.save_screenshot(str(DOCS/'merge_ops.png'))
     browser.set_window_size(1280, 900)
-    assert (DOCS/'merge_ops.png').stat().st_size > 10_000
+    assert (DOCS/'merge_ops.png').stat().st_size > 10_000 and browser.find_elements(By.CSS_SELECTOR, 'main figure img')
 
 
 def test_no_progress_bar_noise(site, browser):
@@ -133,3 +133,13 @@ def test_no_progress_bar_noise(site, browser):
         browser.get(f"{site}/{p['page']}")
         text = browser.find_element(By.TAG_NAME, 'main').text
         assert '%|' not in text and 'it/s]' not in text, p['page']
+
+
+def test_merge_and_distance_pages_show_their_figures(site, browser):
+    "The α sweep and TIES' trimming (merge.ops), per-layer curves and a heat map (metrics.distance) are on the site."
+    from selenium.webdriver.common.by import By
+    for page, n in (('04_merge.ops', 2), ('05_metrics.distance', 1)):
+        browser.get(f'{site}/{page}.html')
+        imgs = browser.find_elements(By.CSS_SELECTOR, 'main figure img')
+        assert len(imgs) >= n, (page, len(imgs))
+        assert all(browser.execute_script('return arguments[0].complete && arguments[0].naturalWidth', i) > 0 for i in imgs), page
