@@ -1,6 +1,6 @@
 """`vlmerge pretrain` end to end: SIGKILL then --resume gives bitwise the same weights as an uninterrupted run;
 two processes under torchrun (gloo) match one process with the same global batch."""
-import os, signal, subprocess, sys, time
+import csv, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 from vlmerge.core import load_sd, sd_equal
@@ -53,7 +53,12 @@ def test_two_processes_match_one(tmp_path):
     assert two.returncode == 0, two.stderr
     a, b = weights(tmp_path/'one'), weights(tmp_path/'two')
     assert a.keys() == b.keys()
-    for k in a: torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    # Adam moves each weight by at most lr = 1e-3 a step, so a missing gradient sync shows as differences of order 1e-3;
+    # the order of float reductions differs between one and two processes, and Adam's normalisation turns that into
+    # ~1e-5 on weights whose gradients are near zero (measured: 1.2e-5 at most on the built-in world, GEN_VERSION 2)
+    for k in a: torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4, msg=k)
+    loss = lambda o: [float(r['loss']) for r in csv.DictReader(open(o/'pretrain'/'metrics.csv'))]
+    torch.testing.assert_close(loss(tmp_path/'one'), loss(tmp_path/'two'), rtol=1e-5, atol=1e-5)   # the same losses, step by step
 
 
 def test_bad_config_is_one_line(tmp_path):
