@@ -276,13 +276,13 @@ def _check_same(srcs, base):
     return keys
 
 def _check_counts(task, where):
-    "Methods with a fixed number of inputs: slerp merges two ends, model stock needs two models besides the base."
-    n = len(task.srcs); m = task.method
-    if m.name == 'slerp' and n + (task.base is not None) != 2:
-        fail(f"{where}: slerp merges exactly two tensors, '{task.key}' has {n} models{' and a base' if task.base else ''}")
-    if m.name == 'model_stock' and n < 2: fail(f"{where}: model_stock needs at least two models besides the base ('{task.key}')")
-    if (k := getattr(m, 'n_inputs', None)) is not None and n != k[task.base is not None]:  # (models without, with a base)
-        fail(f"{where}: {m.name} merges exactly {k[task.base is not None]} model(s){' besides the base' if task.base else ''}, '{task.key}' has {n}")
+    "Methods that declare how many models they merge (`n_models` of `@merge_method`) get that many, checked before any work."
+    n, m, b = len(task.srcs), task.method, task.base is not None
+    if m.n_models is None: return
+    lo, hi = m.n_models[b]
+    if n < lo or (hi is not None and n > hi):
+        want = f"exactly {lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+        fail(f"{where}: {m.name} merges {want} model(s){' besides the base' if b else ''}, '{task.key}' has {n}")
 
 def _check_aux(task, where):
     "Gram matrices are (in, in) for a (out, in) weight; Fisher tensors have the weight's shape."

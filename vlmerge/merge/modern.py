@@ -178,7 +178,7 @@ def _nuslerp(t, a, b, dim, flatten, eps=1e-8):
     if not flatten and a.ndim >= 2 and dim != -1 and len(shape) >= 2: r = r.transpose(dim, -1)
     return r.reshape(shape)
 
-@merge_method('nuslerp', idempotent=True)
+@merge_method('nuslerp', idempotent=True, n_models=((2, 2), (2, 2)))
 def nuslerp(ts, base=None, *, weight:PerModel[float]=1.0, nuslerp_flatten:bool=True, nuslerp_row_wise:bool=False):
     "NuSLERP (mergekit `nuslerp`): SLERP of two models (or their task vectors) at t = w₂/(w₁+w₂)."
     if len(ts) == 1: return ts[0].clone()
@@ -189,10 +189,9 @@ def nuslerp(ts, base=None, *, weight:PerModel[float]=1.0, nuslerp_flatten:bool=T
     if base is None: return _nuslerp(t, ts[0], ts[1], dim, nuslerp_flatten)
     return base + _nuslerp(t, ts[0] - base, ts[1] - base, dim, nuslerp_flatten)
 
-nuslerp.method.n_inputs = (2, 2)  # models (without, with a base): the engine checks this up front
 
 # %% ../../nbs/04d_merge.modern.ipynb #a43d0e7f
-@merge_method('nearswap', idempotent=True, elementwise=True)
+@merge_method('nearswap', idempotent=True, elementwise=True, n_models=((2, 2), (1, 1)))
 def nearswap(ts, base=None, *, t:float|None=None):
     "Nearswap (mergekit `nearswap`): W = λW₁ + (1−λ)W₀ with λ = clamp(t / |W₀ − W₁|, 0, 1)."
     ends = ([base] if base is not None else []) + list(ts)
@@ -202,7 +201,6 @@ def nearswap(ts, base=None, *, t:float|None=None):
     lw = torch.nan_to_num(t / (a - b).abs(), nan=1., posinf=1., neginf=1.).clamp_(0, 1)
     return lw * b + (1 - lw) * a
 
-nearswap.method.n_inputs = (2, 1)
 
 # %% ../../nbs/04d_merge.modern.ipynb #350d4616
 @merge_method('magmax', elementwise=True)

@@ -34,6 +34,7 @@ class MergeMethod:
     elementwise: Callable|bool = False # each output coordinate depends on that coordinate only (the engine may stream row chunks)
     doc: str = ''
     argnames: dict = dataclasses.field(default_factory=dict) # parameter -> the kernel's argument name
+    n_models: tuple|None = None # ((min, max) models without a base, (min, max) with one); max None: no limit; None: any
     def params(self) -> dict: return {**self.global_params, **self.model_params}
     def __repr__(self): return f"MergeMethod({self.name}, base={self.base}, global={list(self.global_params)}, per_model={list(self.model_params)})"
 
@@ -45,7 +46,8 @@ def merge_method(name:str, # the method's name in configs
                  aux:str|None=None, # per-model statistics it needs ('gram', 'fisher')
                  idempotent:bool=False, # merging identical tensors gives them back
                  elementwise:Callable|bool=False, # True, or a function of the parameters, when the kernel works coordinate-wise
-                 aliases:tuple=() # other names for the same method
+                 aliases:tuple=(), # other names for the same method
+                 n_models:tuple|None=None # ((min, max) models without a base, (min, max) with one), checked up front
                 ):
     "Decorator registering a merge kernel `fn(ts, [base], *, params...)` under `name`."
     def deco(fn):
@@ -60,7 +62,7 @@ def merge_method(name:str, # the method's name in configs
             per = typing.get_origin(tp) is Annotated and PerModel in tp.__metadata__
             types[pub], argn[pub] = (typing.get_args(tp)[0] if per else tp), p.name
             (mp if per else gp)[pub] = p.default
-        m = MergeMethod(name, fn, base, gp, mp, types, aux, idempotent, elementwise, (fn.__doc__ or '').strip(), argn)
+        m = MergeMethod(name, fn, base, gp, mp, types, aux, idempotent, elementwise, (fn.__doc__ or '').strip(), argn, n_models)
         METHODS[name] = m
         for a in aliases: ALIASES[a] = name
         fn.method = m
@@ -291,7 +293,7 @@ def task_arithmetic_sequential(ts, base, *, lambda_:float=1.0):
     return w
 
 # %% ../../nbs/04_merge.ops.ipynb #6ba1e297
-@merge_method('slerp', idempotent=True)
+@merge_method('slerp', idempotent=True, n_models=((2, 2), (1, 1)))
 def slerp(ts, base=None, *, t:float=0.5, eps:float=1e-8, dot_threshold:float=0.9995):
     "Spherical linear interpolation between two tensors (the base, when given, is the t = 0 end)."
     ends = ([base] if base is not None else []) + list(ts)
@@ -317,7 +319,7 @@ def fisher(ts, *, aux=None, key='', weight:PerModel[float]=1.0, fisher_floor:flo
     return num / den
 
 # %% ../../nbs/04_merge.ops.ipynb #e3e55d36
-@merge_method('model_stock', idempotent=True)
+@merge_method('model_stock', idempotent=True, n_models=((2, None), (2, None)))
 def model_stock(ts, base, *, filter_wise:bool=False):
     "Model stock (Jang et al. 2024): interpolate the mean of N fine-tuned tensors towards W0 by their task vectors' angle."
     n = len(ts)
