@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 import torch, torch.nn as nn, torch.nn.functional as F
+from fastcore.basics import patch
 from timm.layers import PatchEmbed, Mlp, DropPath, gen_relative_position_index
 from transformers import initialization as init
 from transformers import PreTrainedModel, AutoConfig, AutoModel
@@ -154,121 +155,135 @@ class VLTransformer(PreTrainedModel):
                 if n.split('.')[-1] in ('proj', 'fc2') and isinstance(m, nn.Linear): m._vlm_rescale = 1 / math.sqrt(2 * (blk.i + 1))
         self.post_init()
 
-    @torch.no_grad()
-    def _init_weights(self, m):
-        "The study's initialisation of module `m` (through `transformers.initialization`, which skips loaded weights)."
-        std = self.cfg.init_std
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            init.trunc_normal_(m.weight, std=std * getattr(m, '_vlm_rescale', 1.0))
-            if m.bias is not None: init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            init.normal_(m.weight, std=std)
-            if m.padding_idx is not None and not getattr(m.weight, '_is_hf_initialized', False): m.weight[m.padding_idx].zero_()
-        elif isinstance(m, nn.LayerNorm): init.ones_(m.weight); init.zeros_(m.bias)
-        elif isinstance(m, Attention): init.zeros_(m.q_bias); init.zeros_(m.v_bias)
-        elif isinstance(m, Block):
-            for g in (m.gamma_1, m.gamma_2):
-                if g is not None: init.constant_(g, self.cfg.layer_scale_init)
-        elif isinstance(m, RelPosBias):
-            init.zeros_(m.image_table); init.zeros_(m.text_table)
-            for k, v in m.indices().items(): init.copy_(getattr(m, k), v)
-        elif isinstance(m, BertEmbeddings):
-            init.copy_(m.position_ids, torch.arange(m.position_ids.shape[-1]).expand((1, -1))); init.zeros_(m.token_type_ids)
-        elif isinstance(m, VLTransformer): init.trunc_normal_(m.cls_token, std=std); init.trunc_normal_(m.pos_embed, std=std)
+# %% ../../nbs/02b_models.transformer.ipynb #25bcdf4d
+@patch
+@torch.no_grad()
+def _init_weights(self:VLTransformer, m):
+    "The study's initialisation of module `m` (through `transformers.initialization`, which skips loaded weights)."
+    std = self.cfg.init_std
+    if isinstance(m, (nn.Linear, nn.Conv2d)):
+        init.trunc_normal_(m.weight, std=std * getattr(m, '_vlm_rescale', 1.0))
+        if m.bias is not None: init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        init.normal_(m.weight, std=std)
+        if m.padding_idx is not None and not getattr(m.weight, '_is_hf_initialized', False): m.weight[m.padding_idx].zero_()
+    elif isinstance(m, nn.LayerNorm): init.ones_(m.weight); init.zeros_(m.bias)
+    elif isinstance(m, Attention): init.zeros_(m.q_bias); init.zeros_(m.v_bias)
+    elif isinstance(m, Block):
+        for g in (m.gamma_1, m.gamma_2):
+            if g is not None: init.constant_(g, self.cfg.layer_scale_init)
+    elif isinstance(m, RelPosBias):
+        init.zeros_(m.image_table); init.zeros_(m.text_table)
+        for k, v in m.indices().items(): init.copy_(getattr(m, k), v)
+    elif isinstance(m, BertEmbeddings):
+        init.copy_(m.position_ids, torch.arange(m.position_ids.shape[-1]).expand((1, -1))); init.zeros_(m.token_type_ids)
+    elif isinstance(m, VLTransformer): init.trunc_normal_(m.cls_token, std=std); init.trunc_normal_(m.pos_embed, std=std)
 
-    # ---- embeddings
-    def embed_image(self, image, # (B, C, H, W) pixels, H = W = image_size
-                    token_type:int=1 # modality token type (1; NLVR2's second image: 2)
-                   ):
-        "Patch, CLS, position and modality embeddings: (B, 1+N, D)."
-        if not 1 <= token_type < self.cfg.token_types: fail(f"image_token_type {token_type}: must be in 1..{self.cfg.token_types - 1} (config token_types={self.cfg.token_types})")
-        x = self.patch_embed(image)  # (B, N, D)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1) + self.pos_embed
-        return x + self.type_embed.weight[token_type]
-
-    def embed_text(self, ids, # (B, T) token ids, T <= max_text_len
-                  ):
-        "BERT text embeddings plus the text modality embedding: (B, T, D)."
-        if ids.shape[1] > self.cfg.max_text_len: fail(f"text of length {ids.shape[1]} is longer than max_text_len={self.cfg.max_text_len}")
-        return self.text_embed(input_ids=ids) + self.type_embed.weight[0]
-
-    # ---- blocks
-    def _bias(self, segments, mask=None, layer=0):
-        "Additive attention bias of block `layer` for a sequence of `segments` [(kind, length)] with key mask `mask` (B, S)."
-        bias = self.rel_pos(segments, layer)[None] if self.rel_pos is not None else None  # (1, H, S, S)
-        if mask is None or bool(mask.all()): return bias
-        pad = torch.zeros(mask.shape, dtype=self.norm.weight.dtype, device=mask.device)
-        pad = pad.masked_fill(~mask.bool(), torch.finfo(pad.dtype).min)[:, None, None, :]  # (B, 1, 1, S)
-        return pad if bias is None else bias.to(pad.dtype) + pad
-
-    def run_blocks(self, x, # (B, S, D)
-                   expert:str, # 'v', 'l' or 'vl'
-                   blocks:range, # which blocks, e.g. range(cfg.n_lower)
-                   segments:list, # [(kind, length)] making up the sequence, kind 'image' or 'text'
-                   mask=None # (B, S) key mask, 1 = attend
-                  ):
-        "Run `x` through `blocks`, each with `expert`."
-        per = self.rel_pos is not None and self.rel_pos.layers > 1   # per-layer tables: one bias per block
-        bias = None if per else self._bias(segments, mask)
-        for i in blocks: x = self.blocks[i](x, expert, self._bias(segments, mask, i) if per else bias)
-        return x
-
-    def run_lower(self, x, # (B, S, D) embedded image or text
-                  modality:str, # 'image' or 'text'
-                  mask=None # text mask (B, T)
-                 ):
-        "The lower blocks (no VL expert) for one modality, through its own expert."
-        return self.run_blocks(x, 'v' if modality == 'image' else 'l', range(self.cfg.n_lower), [(modality, x.shape[1])], mask)
-
-    def run_top(self, x, # (B, S, D) a lower-block output, or a concatenation of them
-                expert:str, # 'v', 'l' or 'vl'
-                segments:list, # [(kind, length)]
-                mask=None # (B, S) key mask
+# %% ../../nbs/02b_models.transformer.ipynb #4717f45d
+@patch
+def embed_image(self:VLTransformer, image, # (B, C, H, W) pixels, H = W = image_size
+                token_type:int=1 # modality token type (1; NLVR2's second image: 2)
                ):
-        "The top `vl_layers` blocks through `expert`, then the final norm."
-        return self.norm(self.run_blocks(x, expert, range(self.cfg.n_lower, self.cfg.depth), segments, mask))
+    "Patch, CLS, position and modality embeddings: (B, 1+N, D)."
+    if not 1 <= token_type < self.cfg.token_types: fail(f"image_token_type {token_type}: must be in 1..{self.cfg.token_types - 1} (config token_types={self.cfg.token_types})")
+    x = self.patch_embed(image)  # (B, N, D)
+    x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1) + self.pos_embed
+    return x + self.type_embed.weight[token_type]
 
-    def fuse(self, image_lower, # (B, 1+N, D) lower output of the image
-             text_lower, # (B, T, D) lower output of the text
-             text_mask=None # (B, T) 1 = token, 0 = padding
-            ):
-        "The VL path's top: concatenate [text; image] and run the VL expert with joint attention: (B, T+1+N, D)."
-        x = torch.cat([text_lower, image_lower], 1)
-        mask = None if text_mask is None else torch.cat([text_mask, text_mask.new_ones(image_lower.shape[:2])], 1)
-        return self.run_top(x, 'vl', [('text', text_lower.shape[1]), ('image', image_lower.shape[1])], mask)
+@patch
+def embed_text(self:VLTransformer, ids, # (B, T) token ids, T <= max_text_len
+              ):
+    "BERT text embeddings plus the text modality embedding: (B, T, D)."
+    if ids.shape[1] > self.cfg.max_text_len: fail(f"text of length {ids.shape[1]} is longer than max_text_len={self.cfg.max_text_len}")
+    return self.text_embed(input_ids=ids) + self.type_embed.weight[0]
 
-    def vl_single(self, lower, # (B, S, D) lower output of one modality
-                  modality:str, # 'image' or 'text'
-                  mask=None # text mask (B, T) when modality is 'text'
-                 ):
-        "The top blocks through the VL expert on a single modality (the study's second ITC term): (B, S, D)."
-        return self.run_top(lower, 'vl', [(modality, lower.shape[1])], mask)
+# %% ../../nbs/02b_models.transformer.ipynb #a33622df
+@patch
+def _bias(self:VLTransformer, segments, mask=None, layer=0):
+    "Additive attention bias of block `layer` for a sequence of `segments` [(kind, length)] with key mask `mask` (B, S)."
+    bias = self.rel_pos(segments, layer)[None] if self.rel_pos is not None else None  # (1, H, S, S)
+    if mask is None or bool(mask.all()): return bias
+    pad = torch.zeros(mask.shape, dtype=self.norm.weight.dtype, device=mask.device)
+    pad = pad.masked_fill(~mask.bool(), torch.finfo(pad.dtype).min)[:, None, None, :]  # (B, 1, 1, S)
+    return pad if bias is None else bias.to(pad.dtype) + pad
 
-    def forward(self, image=None, # (B, C, H, W) pixels
-                text_ids=None, # (B, T) token ids
-                text_mask=None, # (B, T) 1 = token, 0 = padding; None: no padding
-                image_token_type:int=1, # modality token type of the image (NLVR2: 1 or 2)
-                paths=None # subset of ('v', 'l', 'vl'); None: every path the inputs allow
-               ) -> VLOutput:
-        "Run the V path (image), the L path (text) and the VL path (pair), sharing the lower blocks."
-        if paths is None: paths = ('v',) * (image is not None) + ('l',) * (text_ids is not None) + ('vl',) * (image is not None and text_ids is not None)
-        paths = tuple(paths)
-        bad = [p for p in paths if p not in ('v', 'l', 'vl')]
-        if bad: fail(f"paths: unknown path {bad[0]!r} (known: 'v', 'l', 'vl')")
-        if image is None and any(p in ('v', 'vl') for p in paths): fail("paths 'v' and 'vl' need an image")
-        if text_ids is None and any(p in ('l', 'vl') for p in paths): fail("paths 'l' and 'vl' need text_ids")
-        if text_mask is not None and (text_ids is None or text_mask.shape != text_ids.shape): fail(f"text_mask {tuple(text_mask.shape)} does not match text_ids {None if text_ids is None else tuple(text_ids.shape)}")
-        out = VLOutput(text_mask=text_mask)
-        if image is not None:
-            out.image_lower = self.run_lower(self.embed_image(image, image_token_type), 'image')
-            if 'v' in paths: out.image = self.run_top(out.image_lower, 'v', [('image', out.image_lower.shape[1])])
-        if text_ids is not None:
-            out.text_lower = self.run_lower(self.embed_text(text_ids), 'text', text_mask)
-            if 'l' in paths: out.text = self.run_top(out.text_lower, 'l', [('text', out.text_lower.shape[1])], text_mask)
-        if 'vl' in paths:
-            out.fused = self.fuse(out.image_lower, out.text_lower, text_mask)
-            out.pooled = self.pooler(out.fused)
-        return out
+# %% ../../nbs/02b_models.transformer.ipynb #5ae78374
+@patch
+def run_blocks(self:VLTransformer, x, # (B, S, D)
+               expert:str, # 'v', 'l' or 'vl'
+               blocks:range, # which blocks, e.g. range(cfg.n_lower)
+               segments:list, # [(kind, length)] making up the sequence, kind 'image' or 'text'
+               mask=None # (B, S) key mask, 1 = attend
+              ):
+    "Run `x` through `blocks`, each with `expert`."
+    per = self.rel_pos is not None and self.rel_pos.layers > 1   # per-layer tables: one bias per block
+    bias = None if per else self._bias(segments, mask)
+    for i in blocks: x = self.blocks[i](x, expert, self._bias(segments, mask, i) if per else bias)
+    return x
+
+@patch
+def run_lower(self:VLTransformer, x, # (B, S, D) embedded image or text
+              modality:str, # 'image' or 'text'
+              mask=None # text mask (B, T)
+             ):
+    "The lower blocks (no VL expert) for one modality, through its own expert."
+    return self.run_blocks(x, 'v' if modality == 'image' else 'l', range(self.cfg.n_lower), [(modality, x.shape[1])], mask)
+
+@patch
+def run_top(self:VLTransformer, x, # (B, S, D) a lower-block output, or a concatenation of them
+            expert:str, # 'v', 'l' or 'vl'
+            segments:list, # [(kind, length)]
+            mask=None # (B, S) key mask
+           ):
+    "The top `vl_layers` blocks through `expert`, then the final norm."
+    return self.norm(self.run_blocks(x, expert, range(self.cfg.n_lower, self.cfg.depth), segments, mask))
+
+# %% ../../nbs/02b_models.transformer.ipynb #1c63ee21
+@patch
+def fuse(self:VLTransformer, image_lower, # (B, 1+N, D) lower output of the image
+         text_lower, # (B, T, D) lower output of the text
+         text_mask=None # (B, T) 1 = token, 0 = padding
+        ):
+    "The VL path's top: concatenate [text; image] and run the VL expert with joint attention: (B, T+1+N, D)."
+    x = torch.cat([text_lower, image_lower], 1)
+    mask = None if text_mask is None else torch.cat([text_mask, text_mask.new_ones(image_lower.shape[:2])], 1)
+    return self.run_top(x, 'vl', [('text', text_lower.shape[1]), ('image', image_lower.shape[1])], mask)
+
+@patch
+def vl_single(self:VLTransformer, lower, # (B, S, D) lower output of one modality
+              modality:str, # 'image' or 'text'
+              mask=None # text mask (B, T) when modality is 'text'
+             ):
+    "The top blocks through the VL expert on a single modality (the study's second ITC term): (B, S, D)."
+    return self.run_top(lower, 'vl', [(modality, lower.shape[1])], mask)
+
+# %% ../../nbs/02b_models.transformer.ipynb #79e6da26
+@patch
+def forward(self:VLTransformer, image=None, # (B, C, H, W) pixels
+            text_ids=None, # (B, T) token ids
+            text_mask=None, # (B, T) 1 = token, 0 = padding; None: no padding
+            image_token_type:int=1, # modality token type of the image (NLVR2: 1 or 2)
+            paths=None # subset of ('v', 'l', 'vl'); None: every path the inputs allow
+           ) -> VLOutput:
+    "Run the V path (image), the L path (text) and the VL path (pair), sharing the lower blocks."
+    if paths is None: paths = ('v',) * (image is not None) + ('l',) * (text_ids is not None) + ('vl',) * (image is not None and text_ids is not None)
+    paths = tuple(paths)
+    bad = [p for p in paths if p not in ('v', 'l', 'vl')]
+    if bad: fail(f"paths: unknown path {bad[0]!r} (known: 'v', 'l', 'vl')")
+    if image is None and any(p in ('v', 'vl') for p in paths): fail("paths 'v' and 'vl' need an image")
+    if text_ids is None and any(p in ('l', 'vl') for p in paths): fail("paths 'l' and 'vl' need text_ids")
+    if text_mask is not None and (text_ids is None or text_mask.shape != text_ids.shape): fail(f"text_mask {tuple(text_mask.shape)} does not match text_ids {None if text_ids is None else tuple(text_ids.shape)}")
+    out = VLOutput(text_mask=text_mask)
+    if image is not None:
+        out.image_lower = self.run_lower(self.embed_image(image, image_token_type), 'image')
+        if 'v' in paths: out.image = self.run_top(out.image_lower, 'v', [('image', out.image_lower.shape[1])])
+    if text_ids is not None:
+        out.text_lower = self.run_lower(self.embed_text(text_ids), 'text', text_mask)
+        if 'l' in paths: out.text = self.run_top(out.text_lower, 'l', [('text', out.text_lower.shape[1])], text_mask)
+    if 'vl' in paths:
+        out.fused = self.fuse(out.image_lower, out.text_lower, text_mask)
+        out.pooled = self.pooler(out.fused)
+    return out
 
 AutoConfig.register('vlmerge', VLMergeConfig, exist_ok=True)
 AutoModel.register(VLMergeConfig, VLTransformer, exist_ok=True)
