@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields, replace
 from typing import Literal
+from fastcore.basics import patch
 from transformers import PretrainedConfig
 from ..core import fail, from_dict, to_dict
 
@@ -57,18 +58,19 @@ class VLConfig:
         if self.token_types < 2: fail(f"VLConfig.token_types: need at least 2 (text, image), got {self.token_types}")
         if self.mlp_ratio <= 0: fail(f"VLConfig.mlp_ratio: must be positive, got {self.mlp_ratio}")
 
-    @property
-    def head_dim(self) -> int: return self.width // self.heads
-    @property
-    def mlp_width(self) -> int: return int(self.width * self.mlp_ratio)
-    @property
-    def grid(self) -> int: return self.image_size // self.patch_size        # patches per side
-    @property
-    def n_image_tokens(self) -> int: return self.grid ** 2 + 1              # patches + CLS
-    @property
-    def n_lower(self) -> int: return self.depth - self.vl_layers            # blocks without a VL expert
-    @property
-    def specific_parts(self) -> tuple: return VARIANTS[self.variant]
+# %% ../../nbs/02a_models.config.ipynb #7a09b7ab
+@patch(as_prop=True)
+def head_dim(self:VLConfig) -> int: return self.width // self.heads
+@patch(as_prop=True)
+def mlp_width(self:VLConfig) -> int: return int(self.width * self.mlp_ratio)
+@patch(as_prop=True)
+def grid(self:VLConfig) -> int: return self.image_size // self.patch_size        # patches per side
+@patch(as_prop=True)
+def n_image_tokens(self:VLConfig) -> int: return self.grid ** 2 + 1              # patches + CLS
+@patch(as_prop=True)
+def n_lower(self:VLConfig) -> int: return self.depth - self.vl_layers            # blocks without a VL expert
+@patch(as_prop=True)
+def specific_parts(self:VLConfig) -> tuple: return VARIANTS[self.variant]
 
 # %% ../../nbs/02a_models.config.ipynb #ce62b587
 def experts_at(cfg:VLConfig, # the model config
