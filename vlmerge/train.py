@@ -210,6 +210,82 @@ def read_metrics(path:str|Path) -> list:
     "Rows of a `metrics.csv` as dicts of floats (empty cells are None)."
     with open(path) as f: return [{k: (float(v) if v not in ('', None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
 
+# %% ../nbs/03_train.ipynb #031127dd
+def _restore(model, out_dir, resume):
+    "Load the newest checkpoint's weights into `model` when resuming: (its step, its trainer state), else (0, None)."
+    if not resume: return 0, None
+    if out_dir is None: fail("resume=True needs out_dir")
+    ck = checkpoints(out_dir)
+    if not ck: return 0, None
+    state = load_state(ck[-1]/'trainer')
+    model.load_state_dict(load_sd(ck[-1]/'model.safetensors'))
+    return int(state['step']), state
+
+@dataclass
+class _Run:
+    "What the loop holds besides the model: device, processes, the wrapped model, optimiser, scheduler, precision."
+    device: torch.device; distributed: bool; rank: int; world: int
+    run: nn.Module; opt: torch.optim.Optimizer; sched: typing.Any; ctx: typing.Any; scaler: typing.Any; start: int
+
+def _prepare(model, cfg, out_dir, resume) -> _Run:
+    "Place `model`, restore the newest checkpoint when resuming, build the optimiser and scheduler, wrap for DDP/compile."
+    device = get_device(cfg.device)
+    distributed = init_distributed(device)
+    rank, world, local = dist_info()
+    if device.type == 'cuda' and distributed: device = torch.device('cuda', local); torch.cuda.set_device(device)
+    start, state = _restore(model, out_dir, resume)
+    model.to(device)
+    opt = make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    if state: opt.load_state_dict(state['optimizer']); sched.load_state_dict(state['scheduler'])
+    run = model
+    if distributed: run = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None,
+                                                               find_unused_parameters=cfg.find_unused)
+    if cfg.compile: run = torch.compile(run)
+    ctx, prec = _autocast(cfg, device)
+    scaler = torch.amp.GradScaler(device.type) if prec == 'fp16' else None
+    return _Run(device, distributed, rank, world, run, opt, sched, ctx, scaler, start)
+
+# %% ../nbs/03_train.ipynb #7c8931cd
+def _step(r:_Run, model, loss_fn, dataset, collate_fn, cfg, step):
+    "One optimiser step at `step`: (loss, averaged logs, gradient norm before clipping)."
+    _seed_step(cfg, step, r.rank)
+    micro = global_batches(len(dataset), step, cfg, r.rank, r.world)
+    r.opt.zero_grad(set_to_none=True); logs, tot = {}, 0.0
+    for i, idx in enumerate(micro):
+        batch = to_device(collate_fn([dataset[j] for j in idx]), r.device)
+        sync = (i == len(micro) - 1) or not r.distributed
+        with (contextlib.nullcontext() if sync else r.run.no_sync()), r.ctx:
+            loss, lg = loss_fn(r.run, batch)
+            loss = loss / len(micro)
+        if not torch.isfinite(loss): fail(f"step {step}: the loss is {loss.item()} (lower the learning rate or check the data)")
+        (r.scaler.scale(loss) if r.scaler else loss).backward()
+        tot += loss.item()
+        for k, v in (lg or {}).items(): logs[k] = logs.get(k, 0.0) + float(v) / len(micro)
+    if r.scaler: r.scaler.unscale_(r.opt)
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad if cfg.clip_grad > 0 else float('inf'))
+    if r.scaler: r.scaler.step(r.opt); r.scaler.update()
+    else: r.opt.step()
+    r.sched.step()
+    if r.distributed:
+        t = torch.tensor([tot], device=r.device); dist.all_reduce(t); tot = t.item() / r.world
+    return tot, logs, gnorm
+
+# %% ../nbs/03_train.ipynb #c4edd073
+def _record(r:_Run, model, cfg, row, eval_fn, metrics, out_dir):
+    "Evaluate, log and checkpoint after the step `row['step']`, each when due; `row` gains the evaluation."
+    done = row['step']
+    evaluate = eval_fn and ((cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps)
+    if evaluate:
+        model.eval()
+        with torch.no_grad(), r.ctx: row.update(eval_fn(model, done) or {})
+        model.train()
+    if done % cfg.log_every == 0 or done == cfg.steps or evaluate: metrics.add(row)
+    if out_dir and r.rank == 0:
+        if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
+            _save_ckpt(out_dir, f'step-{done}', model, r.opt, r.sched, done, cfg, cfg.keep_ckpts)
+        if done == cfg.steps: _save_ckpt(out_dir, 'final', model, r.opt, r.sched, done, cfg, cfg.keep_ckpts)
+
 # %% ../nbs/03_train.ipynb #1e42a4ec
 def train(model:nn.Module, # the model (unwrapped; DDP and compile are applied here)
           loss_fn, # loss_fn(model, batch) -> (loss tensor, dict of floats to log)
@@ -222,76 +298,23 @@ def train(model:nn.Module, # the model (unwrapped; DDP and compile are applied h
           progress:bool=True # show a progress bar (rank 0 only)
          ) -> dict:
     "Train `model` for `cfg.steps` steps; return the last metrics row (loss, step, samples/s, eval results)."
-    device = get_device(cfg.device)
-    distributed = init_distributed(device)
-    rank, world, local = dist_info()
-    if device.type == 'cuda' and distributed: device = torch.device('cuda', local); torch.cuda.set_device(device)
     out_dir = Path(out_dir) if out_dir else None
-    start, state = 0, None
-    if resume:
-        if out_dir is None: fail("resume=True needs out_dir")
-        ck = checkpoints(out_dir)
-        if ck:
-            state = load_state(ck[-1]/'trainer'); start = int(state['step'])
-            model.load_state_dict(load_sd(ck[-1]/'model.safetensors'))
-    model.to(device)
-    opt = make_optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    if state:
-        opt.load_state_dict(state['optimizer']); sched.load_state_dict(state['scheduler'])
-    run = model
-    if distributed: run = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None,
-                                                               find_unused_parameters=cfg.find_unused)
-    if cfg.compile: run = torch.compile(run)
-    ctx, prec = _autocast(cfg, device)
-    scaler = torch.amp.GradScaler(device.type) if prec == 'fp16' else None
-    metrics = _Metrics(out_dir/'metrics.csv' if out_dir and rank == 0 else None, start if resume else None)
-    last = {}
-    if start >= cfg.steps:
-        return metrics.rows[-1] if metrics.rows else {'step': start}
+    r = _prepare(model, cfg, out_dir, resume)
+    metrics = _Metrics(out_dir/'metrics.csv' if out_dir and r.rank == 0 else None, r.start if resume else None)
+    if r.start >= cfg.steps: return metrics.rows[-1] if metrics.rows else {'step': r.start}
     bar = None
-    if progress and rank == 0:
+    if progress and r.rank == 0:
         from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, desc='train', dynamic_ncols=True)
-    model.train(); t0, seen = time.perf_counter(), 0
+        bar = tqdm(total=cfg.steps, initial=r.start, desc='train', dynamic_ncols=True)
+    model.train(); t0, seen, last = time.perf_counter(), 0, {}
     with torch.enable_grad():  # also when called under torch.no_grad()
-        for step in range(start, cfg.steps):
-            _seed_step(cfg, step, rank)
-            micro = global_batches(len(dataset), step, cfg, rank, world)
-            opt.zero_grad(set_to_none=True); logs, tot = {}, 0.0
-            for i, idx in enumerate(micro):
-                batch = to_device(collate_fn([dataset[j] for j in idx]), device)
-                sync = (i == len(micro) - 1) or not distributed
-                with (contextlib.nullcontext() if sync else run.no_sync()), ctx:
-                    loss, lg = loss_fn(run, batch)
-                    loss = loss / len(micro)
-                if not torch.isfinite(loss): fail(f"step {step}: the loss is {loss.item()} (lower the learning rate or check the data)")
-                (scaler.scale(loss) if scaler else loss).backward()
-                tot += loss.item()
-                for k, v in (lg or {}).items(): logs[k] = logs.get(k, 0.0) + float(v) / len(micro)
-            if scaler: scaler.unscale_(opt)
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad if cfg.clip_grad > 0 else float('inf'))
-            if scaler: scaler.step(opt); scaler.update()
-            else: opt.step()
-            sched.step(); seen += cfg.batch_size
-            if distributed:
-                t = torch.tensor([tot], device=device); dist.all_reduce(t); tot = t.item() / world
-            done = step + 1
-            row = {'step': done, 'loss': tot, 'lr': sched.get_last_lr()[0] / opt.param_groups[0].get('lr_mult', 1.0),
-                   'grad_norm': float(gnorm), 'samples_per_s': seen / (time.perf_counter() - t0), **logs}
-            evaluate = eval_fn and ((cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps)
-            if evaluate:
-                model.eval()
-                with torch.no_grad(), ctx: row.update(eval_fn(model, done) or {})
-                model.train()
-            if done % cfg.log_every == 0 or done == cfg.steps or evaluate: metrics.add(row)
-            last = row
-            if bar: bar.update(1); bar.set_postfix(loss=f'{tot:.4f}', sps=f"{row['samples_per_s']:.1f}")
-            if out_dir and rank == 0:
-                if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
-                    _save_ckpt(out_dir, f'step-{done}', model, opt, sched, done, cfg, cfg.keep_ckpts)
-                if done == cfg.steps: _save_ckpt(out_dir, 'final', model, opt, sched, done, cfg, cfg.keep_ckpts)
-            if distributed: dist.barrier()
+        for step in range(r.start, cfg.steps):
+            tot, logs, gnorm = _step(r, model, loss_fn, dataset, collate_fn, cfg, step); seen += cfg.batch_size
+            last = {'step': step + 1, 'loss': tot, 'lr': r.sched.get_last_lr()[0] / r.opt.param_groups[0].get('lr_mult', 1.0),
+                    'grad_norm': float(gnorm), 'samples_per_s': seen / (time.perf_counter() - t0), **logs}
+            _record(r, model, cfg, last, eval_fn, metrics, out_dir)
+            if bar: bar.update(1); bar.set_postfix(loss=f'{tot:.4f}', sps=f"{last['samples_per_s']:.1f}")
+            if r.distributed: dist.barrier()
     if bar: bar.close()
     return last
 
