@@ -35,6 +35,7 @@ class Skipped:
 
     def __repr__(self): return f'Skipped({dict(self.counts)})'
 
+# %% ../../nbs/01c_data.formats.ipynb #190b73ab
 def _skipper(skip_bad):
     return Skipped() if skip_bad is True else (skip_bad if isinstance(skip_bad, Skipped) else None)
 
@@ -56,6 +57,7 @@ def _check_image(path, skip, where, check=True) -> bool:
         except Exception as e: _bad(skip, 'corrupt image', f"{where}: image {path} cannot be decoded ({type(e).__name__}: {e})"); return False
     return True
 
+# %% ../../nbs/01c_data.formats.ipynb #35748a9d
 def _read_json(path):
     path = Path(path)
     if not path.is_file(): fail(f"{path}: no such file")
@@ -103,6 +105,7 @@ def load_karpathy(json_path:str|Path, # dataset_coco.json or dataset_flickr30k.j
     _done(skip, json_path)
     return DatasetDict({k: _dataset(v, 'retrieval') for k, v in rows.items()})
 
+# %% ../../nbs/01c_data.formats.ipynb #8db71c45
 def write_karpathy(dd, # DatasetDict of a caption task (image, image_id, captions)
                    dest:str|Path, # folder to create (atomically)
                    dataset:str='coco' # 'coco' (images under dest/<split>2014/) or 'flickr30k' (under dest/images/)
@@ -137,12 +140,32 @@ def vqa_answer_vocab(annotation_files:list, # VQA annotation JSON files (e.g. tr
             cnt[normalize_answer(a['multiple_choice_answer'])] += 1
     return [a for a, n in sorted(cnt.items(), key=lambda t: (-t[1], t[0])) if n >= min_count][:top_k]
 
+# %% ../../nbs/01c_data.formats.ipynb #f1d411ee
 def _image_index(folder):
     "Map file stem -> path for the images of a folder (one listing, no per-file lookups)."
     folder = Path(folder)
     if not folder.is_dir(): fail(f"{folder}: no such image folder")
     return {p.stem: p for p in folder.iterdir() if p.is_file()}
 
+def _vqa_annotations(annotations, skip):
+    "{question_id: (index, annotation)} from an annotations JSON; a malformed entry is raised or counted."
+    ad = _read_json(annotations)
+    if not isinstance(ad, dict) or not isinstance(ad.get('annotations'), list): fail(f"{annotations}: expected an object with an 'annotations' list")
+    anns = {}
+    for j, a in enumerate(ad['annotations']):
+        if not isinstance(a, dict) or 'question_id' not in a: _bad(skip, 'malformed entry', f"{annotations}: annotations[{j}] has no 'question_id'"); continue
+        anns[a['question_id']] = (j, a)
+    return anns
+
+def _vqa_answers(k, a, qid, annotations, vocab, skip):
+    "The answer fields of annotation `a` (annotations[k], question `qid`), or None when it is bad (raised or counted)."
+    try: ans = [x['answer'] for x in a['answers']]; mc = normalize_answer(a['multiple_choice_answer'])
+    except (KeyError, TypeError) as err: _bad(skip, 'malformed entry', f"{annotations}: annotations[{k}]: missing {err}"); return None
+    if mc not in vocab: _bad(skip, 'answer outside the vocabulary', f"{annotations}: annotations[{k}] (question_id {qid}): answer '{mc}' is not in the answer vocabulary"); return None
+    labels, scores = soft_scores(ans, vocab)
+    return dict(question_type=a.get('question_type', ''), answers=ans, answer=mc, labels=labels, scores=scores)
+
+# %% ../../nbs/01c_data.formats.ipynb #88465167
 def load_vqa(questions:str|Path, # the questions JSON (v2_OpenEnded_mscoco_{subtype}_questions.json)
              annotations:str|Path|None, # the annotations JSON (v2_mscoco_{subtype}_annotations.json), None for test
              image_dir:str|Path, # the folder of the split's images
@@ -153,13 +176,7 @@ def load_vqa(questions:str|Path, # the questions JSON (v2_OpenEnded_mscoco_{subt
     "Read one VQA v2 split into a Dataset of {image, image_id, question_id, question, question_type, answers, answer, labels, scores}."
     skip, qd = _skipper(skip_bad), _read_json(questions)
     if not isinstance(qd, dict) or not isinstance(qd.get('questions'), list): fail(f"{questions}: expected an object with a 'questions' list")
-    anns = {}
-    if annotations is not None:
-        ad = _read_json(annotations)
-        if not isinstance(ad, dict) or not isinstance(ad.get('annotations'), list): fail(f"{annotations}: expected an object with an 'annotations' list")
-        for j, a in enumerate(ad['annotations']):
-            if not isinstance(a, dict) or 'question_id' not in a: _bad(skip, 'malformed entry', f"{annotations}: annotations[{j}] has no 'question_id'"); continue
-            anns[a['question_id']] = (j, a)
+    anns = _vqa_annotations(annotations, skip) if annotations is not None else {}
     vocab = {normalize_answer(a): i for i, a in enumerate(answers)}
     idx, sub, rows, checked = _image_index(image_dir), qd.get('data_subtype', ''), [], {}
     for j, q in enumerate(qd['questions']):
@@ -174,16 +191,14 @@ def load_vqa(questions:str|Path, # the questions JSON (v2_OpenEnded_mscoco_{subt
                'question_type': '', 'answers': [], 'answer': '', 'labels': [], 'scores': []}
         if annotations is not None:
             if qid not in anns: _bad(skip, 'missing annotation', f"{where}: question_id {qid} has no annotation in {annotations}"); continue
-            k, a = anns[qid]
-            try: ans = [x['answer'] for x in a['answers']]; mc = normalize_answer(a['multiple_choice_answer'])
-            except (KeyError, TypeError) as err: _bad(skip, 'malformed entry', f"{annotations}: annotations[{k}]: missing {err}"); continue
-            if mc not in vocab: _bad(skip, 'answer outside the vocabulary', f"{annotations}: annotations[{k}] (question_id {qid}): answer '{mc}' is not in the answer vocabulary"); continue
-            labels, scores = soft_scores(ans, vocab)
-            row.update(question_type=a.get('question_type', ''), answers=ans, answer=mc, labels=labels, scores=scores)
+            fields = _vqa_answers(*anns[qid], qid, annotations, vocab, skip)
+            if fields is None: continue
+            row.update(fields)
         rows.append(row)
     _done(skip, questions)
     return _dataset(rows, 'vqa')
 
+# %% ../../nbs/01c_data.formats.ipynb #e0af2b9e
 def _answer_type(a): return 'yes/no' if a in ('yes', 'no') else 'number' if a.isdigit() else 'other'
 
 def write_vqa(ds, # a VQA split (world schema)
@@ -278,6 +293,7 @@ def load_image_folder(root:str|Path, # root/split/class/image or root/class/imag
     _done(skip, root)
     return DatasetDict(out)
 
+# %% ../../nbs/01c_data.formats.ipynb #d2ed1886
 def write_image_folder(dd, # DatasetDict of a classification task
                        dest:str|Path # folder to create (atomically): dest/split/class/image_id.png
                       ) -> Path:
@@ -318,6 +334,7 @@ def ade20k_classes(root:str|Path # an ADEChallengeData2016 folder
 
 def _reduce_zero(a): return np.where(a == 0, IGNORE_INDEX, a.astype(np.int16) - 1).astype(np.uint8)
 
+# %% ../../nbs/01c_data.formats.ipynb #28f8b5ea
 def load_ade20k(root:str|Path, # the ADEChallengeData2016 folder
                 skip_bad:bool|Skipped=False, # skip bad examples instead of raising
                 check_images:bool=True # decode every image once
@@ -346,6 +363,7 @@ def load_ade20k(root:str|Path, # the ADEChallengeData2016 folder
     _done(skip, root)
     return DatasetDict(out)
 
+# %% ../../nbs/01c_data.formats.ipynb #6d4bb631
 def write_ade20k(dd, # DatasetDict of a segmentation task (masks: 0..C-1, 255 ignore)
                  dest:str|Path, # folder to create (atomically), laid out as ADEChallengeData2016
                  classes:tuple # the class names, written to objectInfo150.csv
