@@ -56,6 +56,7 @@ class LoadReport:
             lines.append(f"  unused ({sum(w == why for w in self.unused.values())}), {why}: {', '.join(names)}")
         return '\n'.join(lines + [f"  note: {n}" for n in self.notes])
 
+# %% ../../nbs/02d_models.pretrained.ipynb #cd0fca76
 def read_state_dict(path:str|Path # .safetensors, .pth/.pt/.bin file, or a folder holding one
                    ) -> dict:
     "A state dict from a local checkpoint; a `model`, `state_dict` or `module` wrapper is unwrapped."
@@ -153,6 +154,7 @@ def _timm_embed(model:VLTransformer, sd:dict, P:_Plan):
         P.note(f"pos_embed resampled from a {n}x{n} to a {cfg.grid}x{cfg.grid} grid (timm resample_abs_pos_embed)")
     P.put(['pos_embed'], 'pos_embed', pe)
 
+# %% ../../nbs/02d_models.pretrained.ipynb #626e8d63
 def _timm_rel_pos(model:VLTransformer, sd:dict, P:_Plan):
     "BEiT's relative position tables (per block and/or shared) into the model's table, resized to its grid."
     cfg = model.cfg; key = lambda i: f'blocks.{i}.attn.relative_position_bias_table'
