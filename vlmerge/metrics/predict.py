@@ -117,6 +117,7 @@ class Predictor:
         for m in self.metrics: _column(runs, m)
         return sorted(runs, key=lambda r: -self(r))
 
+# %% ../../nbs/05b_metrics.predict.ipynb #0eefb3d1
 def _centre(v:np.ndarray, groups:list) -> np.ndarray:
     v = v.copy()
     for g in set(groups):
@@ -138,6 +139,7 @@ def fit_predictor(runs:list, # training runs: metric columns and the score
     coef = np.linalg.solve(Z.T @ Z + ridge * len(runs) * np.eye(len(metrics)), Z.T @ yc)
     return Predictor(list(metrics), coef.tolist(), mean.tolist(), std.tolist(), float(y.mean()))
 
+# %% ../../nbs/05b_metrics.predict.ipynb #a59c6ac5
 def rank_accuracy(runs:list, # runs with the score
                   predicted:list, # predicted score of each run (same order)
                   score:str='score', # the score column
@@ -211,6 +213,7 @@ def _rho_within(runs, m, score, group):
           if len(g) >= 3 and np.ptp(_column(g, m)) > 0 and np.ptp(_column(g, score)) > 0]
     return float(np.mean(rs)) if rs else float('nan')
 
+# %% ../../nbs/05b_metrics.predict.ipynb #9a4fc42f
 def _pairs(runs, m, score, group, same):
     "(pair accuracy of 'smaller metric, higher score', share of pairs tied in the metric) over same- or cross-group pairs."
     x, y = _column(runs, m), _column(runs, score)
@@ -272,6 +275,7 @@ def within_groups(runs:list, # runs: metric columns, the score, the group and th
         rows.append(row | {'verdict': verdict(row)})
     return rows
 
+# %% ../../nbs/05b_metrics.predict.ipynb #dde60d59
 def verdict(row:dict # a row of `within_groups`
            ) -> str:
     "'ranks within groups', 'only separates groups' or 'neither': pair-accuracy interval above ½ and permutation p < 0.05."
