@@ -353,6 +353,7 @@ def run_cell(cfg:StudyConfig, # the study
 
 def _model_tasks(cfg): return list(dict.fromkeys(list(cfg.tasks) + (['retrieval', 'classification'] if cfg.zero_shot else [])))
 
+# %% ../nbs/07_study.ipynb #c14c7a14
 def _alpha_curve(cfg:StudyConfig, root:Path, seed:int, k_seed:int, variant:str) -> list:
     "Zero-shot scores of interpolation merges over `cfg.alpha_curve` (cached)."
     dest = Path(root)/'curves'/f's{seed}-k{k_seed}-{variant}.json'
@@ -502,6 +503,7 @@ def _group_scores(rows, tasks):
         out.setdefault(g, {}).setdefault(r['method'] if r['kind'] == 'merged' else 'unmerged (reference)', {})[r['seed']] = float(np.mean(v))
     return out
 
+# %% ../nbs/07_study.ipynb #c14c7a15
 def method_ranking(rows:list, # from `collect`
                    tasks # the tasks whose main metrics are averaged into a run's score
                   ) -> str:
