@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 import torch
 from ..core import fail, VLMergeError, open_checkpoint, atomic_path, CheckpointReader, INDEX_NAME, from_dict
-from .ops import get_method, merge_tensors, kth_largest_abs, check_param, MergeMethod
+from .ops import get_method, merge_tensors, kth_largest_abs, check_param, MergeMethod, STATISTICS
 
 # %% auto #0
 __all__ = ['CHUNK_NUMEL', 'RELEASED_ORDER', 'as_source', 'layer_index', 'layer_t', 'resolve_setting', 'Rule', 'Task',
@@ -281,7 +281,6 @@ def _check_counts(task, where):
 
 def _check_aux(task, where):
     "Each statistic has the shape its kind (`STATISTICS[method.aux]`) declares for the tensor it goes with."
-    from vlmerge.merge.ops import STATISTICS
     if not task.aux: return
     st = STATISTICS[task.method.aux]; want = st.shape(tuple(task.shape))
     for a in task.aux:
@@ -388,7 +387,7 @@ def run_tasks(tasks:list, # the plan
     gram = threading.Semaphore(1)  # one Gram-matrix solve at a time: each holds several (in, in) float64 matrices
     def work(it):
         t, a, b = it
-        with gram if t.aux is not None and t.method.aux == 'gram' else nullcontext(): off, r = _do(t, a, b)
+        with gram if t.aux is not None and STATISTICS[t.method.aux].serial else nullcontext(): off, r = _do(t, a, b)
         write(t.key, r, off)
         return r.numel() * 4
     pending = set()

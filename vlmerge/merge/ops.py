@@ -62,12 +62,13 @@ class Statistic:
     what: str # what it is, for messages
     shape: Callable # tensor shape -> the statistic's shape, or None where the tensor has none (a Gram matrix of a vector)
     collect: str # the function of `vlmerge.merge.stats` that collects it
+    serial: bool = False # the engine runs merges that read it one at a time (each solve holds several (in, in) float64 matrices)
 
 def _gram_shape(s): return (s[1], s[1]) if len(s) == 2 else None
 
 STATISTICS = {s.name: s for s in (
-    Statistic('gram', 'Gram matrix', _gram_shape, 'collect_grams'),
-    Statistic('gram_sequential', 'Gram matrix (of the partially merged model)', _gram_shape, 'collect_grams_sequential'),
+    Statistic('gram', 'Gram matrix', _gram_shape, 'collect_grams', serial=True),
+    Statistic('gram_sequential', 'Gram matrix (of the partially merged model)', _gram_shape, 'collect_grams_sequential', serial=True),
     Statistic('fisher', 'Fisher tensor', tuple, 'collect_fisher'))}
 
 # %% ../../nbs/04_merge.ops.ipynb #65b0c1f3
