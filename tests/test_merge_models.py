@@ -31,16 +31,17 @@ def test_fold_split_every_method():
     S = split(W, cfg)
     G = {k: (lambda X: X.T @ X)(torch.randn(64, S[k].shape[1], dtype=torch.float64)) for ex in km.values() for k in ex.values() if S[k].ndim == 2}
     F = {k: torch.rand_like(S[k]) for ex in km.values() for k in ex.values()}
-    cases = {'linear': {}, 'task_arithmetic': dict(base=W, params={'lambda': .75}), 'task_arithmetic_sequential': dict(base=W),
-             'ties': dict(base=W, density=.3), 'dare_linear': dict(base=W, density=.5), 'dare_ties': dict(base=W, density=.5),
-             'breadcrumbs': dict(base=W), 'breadcrumbs_ties': dict(base=W), 'model_stock': dict(base=W),
-             'regmean': dict(aux=G), 'fisher': dict(aux=F)}
-    for m, kw in cases.items():
-        assert sd_equal(fold_experts(S, km, m, **kw), W), m
-    cfg2, W2, km2 = tiny(vl_layers=0)  # slerp merges two experts
-    assert sd_equal(fold_experts(split(W2, cfg2), km2, 'slerp'), W2)
-    from vlmerge.merge import modern  # the 2024–2025 methods: tests/test_merge_methods.py
-    assert set(cases) | {'slerp'} == {n for n in METHODS if not hasattr(modern, n)}
+    settings = {'task_arithmetic': dict(params={'lambda': .75}), 'ties': dict(density=.3), 'dare_linear': dict(density=.5),
+                'dare_ties': dict(density=.5), 'interpolation': dict(alpha=.3), 'della': dict(density=.5, epsilon=.1),
+                'sce': dict(select_topk=.5), 'wudi': dict(iter_num=3), 'nearswap': dict(t=1e-3)}
+    cfg2, W2, km2 = tiny(vl_layers=0)  # for the methods that merge exactly two experts
+    from vlmerge.merge.ops import STATISTICS
+    for name, m in METHODS.items():  # every registered method, what it needs read from the registry
+        b = m.base == 'required'
+        S_, km_, W_ = (S, km, W) if m.accepts(3, b) else (split(W2, cfg2), km2, W2)
+        kw = settings.get(name, {}) | ({'base': W_} if b else {}) | ({'aux': G if STATISTICS[m.aux].shape((4, 3)) == (3, 3) else F} if m.aux else {})
+        assert sd_equal(fold_experts(S_, km_, name, **kw), W_), name
+    assert len(METHODS) >= 26
 
 
 def test_agrees_with_models_fold():

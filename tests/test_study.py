@@ -15,7 +15,7 @@ naive_steps: both
 pretrain: {batch_size: 8, lr: 0.001, warmup: 0, log_every: 1}
 finetune: {train: {steps: 2, batch_size: 8}}
 """
-OUTPUTS = ['distances.csv', 'index.html', 'index.md', 'interpolation_alpha.png', 'naive_vs_recipe.md', 'predictors.md', 'results.csv',
+OUTPUTS = ['distances.csv', 'index.html', 'index.md', 'interpolation_alpha.png', 'naive_vs_recipe.md', 'predictors.md', 'ranking.md', 'results.csv',
            'metric_vs_score.png', 'score_vs_kseed.png', 'study.yaml', 'tables.md', 'worker-0.log', 'worker-1.log', 'workers.yaml']
 
 
@@ -84,3 +84,56 @@ def test_study_cpu_config(root):
     assert c.model == DEMO['model'] and c.steps == DEMO['steps']     # the demo's model and budget per stage
     groups = {(x['k_seed'], x['steps']) for x in expand(c) if x['kind'] == 'merged'}
     assert len(groups) == len(c.k_seed) + len([k for k in c.k_seed if k])
+
+
+def test_old_configs_keep_their_cells(root):
+    # the paper's three methods are registered methods now; old configs name them as before and keep their cell ids
+    from vlmerge.core import load_config
+    from vlmerge.study import StudyConfig, DEMO, method_spec, method_label
+    from vlmerge.core import from_dict
+    for c in [load_config(StudyConfig, root/'configs'/f, []) for f in ('study-cpu.yaml', 'study-gpu.yaml')] + [from_dict(StudyConfig, DEMO)]:
+        assert [method_label(m) for m in c.methods] == ['interpolation(alpha=0.5)', 'arithmetic(lambda=1.0)', 'regmean(alpha=0.9)']
+        assert [method_spec(m)['method'] for m in c.methods] == ['interpolation', 'task_arithmetic', 'regmean']
+
+
+def test_fold_study_config(root):
+    # every method that can fold the study's experts, each with a 2-point sweep, 3 seeds, the five tasks
+    from collections import Counter
+    from vlmerge.core import load_config
+    from vlmerge.study import StudyConfig, DEMO, TASKS, expand, fold_methods, method_spec, _expert_counts
+    c = load_config(StudyConfig, root/'configs'/'fold-study-cpu.yaml', [])
+    n = Counter(method_spec(m)['method'] for m in c.methods)
+    assert set(n) == {name for name, _ in fold_methods(_expert_counts(c.model))} and set(n.values()) == {2}
+    assert len(c.seeds) == 3 and list(c.tasks) == list(TASKS) and c.model == DEMO['model'] and c.steps == DEMO['steps']
+    assert len({(x['k_seed'], x['steps']) for x in expand(c)}) == 2          # one pre-trained group (plus the agnostic baseline)
+    assert len(expand(c)) == 3 * (2 * len(n) + 2)
+
+
+FOLD = """seeds: [0, 1]
+k_seed: [2]
+steps: 2
+methods: [{method: ties, density: 0.5}, {method: karcher, max_iter: 2}, {merge_method: multislerp, base_model: w0}]
+baselines: [unmerged]
+tasks: [classification]
+zero_shot: false
+alpha_curve: []
+pretrain: {batch_size: 8, lr: 0.001, warmup: 0, log_every: 1}
+finetune: {train: {steps: 2, batch_size: 8}}
+"""
+
+
+def test_fold_study_tiny(tmp_path):
+    # a tiny fold study: newer methods fold the experts like the paper's, and the report ranks them with CIs over seeds
+    (tmp_path/'f.yaml').write_text(FOLD)
+    r = study(tmp_path/'f.yaml', '--out', tmp_path/'o', timeout=900)
+    assert r.returncode == 0, r.stderr
+    cells = sorted(p.parent.name for p in (tmp_path/'o').glob('cells/*/result.json'))
+    assert len(cells) == 2 * (3 + 1), cells
+    md = (tmp_path/'o'/'ranking.md').read_text()
+    for m in ('ties(density=0.5)', 'karcher(max_iter=2)', 'multislerp(base_model=w0)', 'unmerged (reference)'): assert f'| {m} |' in md, md
+    ranks = [l.split('|')[1].strip() for l in md.splitlines() if l.startswith('| ') and 'rank' not in l]
+    assert ranks == ['1', '2', '3', '–'] and '95% CI over seeds' in md
+    res = json.loads((tmp_path/'o'/'cells'/'s0-k2-specific-merged-multislerp_base_model_w0'/'result.json').read_text())
+    assert res['spec'] == {'merge_method': 'multislerp', 'base_model': 'w0'} and 'classification' in res['scores']
+    r = study(tmp_path/'f.yaml', '--out', tmp_path/'bad', '--set', 'methods=[{method: fisher}]')
+    assert r.returncode == 2 and 'which the study does not collect' in r.stderr

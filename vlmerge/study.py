@@ -17,10 +17,11 @@ from .pretrain.recipe import DataConfig, PretrainConfig, run_pretrain, load_mode
 from .train import TrainConfig
 
 # %% auto #0
-__all__ = ['TASKS', 'MAIN_METRIC', 'USED_EXPERTS', 'STEP_COUNTING', 'DISTANCES', 'DEMO', 'StudyConfig', 'method_label',
-           'pretrain_settings', 'expand', 'pretrained', 'grams_for', 'merge_folder', 'expert_distances', 'downstream',
-           'zero_shot_scores', 'run_cell', 'cell_line', 'run_study', 'collect', 'tables', 'naive_vs_recipe',
-           'merged_runs', 'within_report', 'report', 'run_workers', 'watch_workers', 'study_cmd', 'demo_cmd']
+__all__ = ['TASKS', 'MAIN_METRIC', 'STUDY_STATISTICS', 'USED_EXPERTS', 'STEP_COUNTING', 'DISTANCES', 'DEMO', 'StudyConfig',
+           'method_spec', 'fold_methods', 'method_label', 'pretrain_settings', 'expand', 'pretrained', 'grams_for',
+           'merge_folder', 'expert_distances', 'downstream', 'zero_shot_scores', 'run_cell', 'cell_line', 'run_study',
+           'collect', 'tables', 'naive_vs_recipe', 'method_ranking', 'merged_runs', 'within_report', 'report',
+           'run_workers', 'watch_workers', 'study_cmd', 'demo_cmd']
 
 # %% ../nbs/07_study.ipynb #5e7eb5dc
 TASKS = ('vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation')
@@ -60,18 +61,70 @@ class StudyConfig:
         if bad: fail(f"tasks: unknown task {bad[0]!r} (known: {', '.join(TASKS)})")
         bad = [b for b in self.baselines if b not in ('agnostic', 'unmerged')]
         if bad: fail(f"baselines: unknown baseline {bad[0]!r} (known: agnostic, unmerged)")
-        for i, m in enumerate(self.methods):
-            if not isinstance(m, dict) or 'method' not in m: fail(f"methods[{i}]: expected a mapping with a 'method' key, got {m!r}")
+        for i, m in enumerate(self.methods): method_spec(m, f"methods[{i}]", _expert_counts(self.model))  # checked against the registry
         if any(k < 0 for k in self.k_seed): fail("k_seed: values must be >= 0")
         if not self.seeds: fail("seeds: give at least one seed")
         for f, ok in (('naive_steps', ('paper', 'matched', 'both')), ('gram_source', ('task', 'pretrain'))):
             if getattr(self, f) not in ok: fail(f"{f}: {getattr(self, f)!r} is not one of {', '.join(ok)}")
 
+# %% ../nbs/07_study.ipynb #c14c7a01
+_ENTRY = ('method', 'merge_method', 'parameters', 'experts', 'base_model')
+STUDY_STATISTICS = {'gram': lambda cfg, folder, task: grams_for(cfg, folder, task)}  # kinds of `merge.ops.STATISTICS` the study collects
+
+def _expert_counts(model:dict) -> set:
+    "How many experts a fold of this model hands a method: V and L below, V, L and VL in the top `vl_layers` blocks."
+    from vlmerge.models.config import preset
+    m = dict(model); c = preset(m.pop('preset', 'tiny'), **m)
+    return {2} | ({3} if c.vl_layers else set())
+
+def _params(m): return {k: v for k, v in m.items() if k not in _ENTRY} | dict(m.get('parameters') or {})
+
+def method_spec(m:dict, # a method entry of a study config
+                where:str='methods', # for messages
+                counts:set=frozenset({2, 3}) # how many experts the fold hands the method
+               ) -> dict:
+    "A method entry checked against the registry: {'method': registered name, 'params', 'experts', 'base': whether W0 is given}."
+    from vlmerge.merge.ops import get_method, check_param, STATISTICS
+    from vlmerge.core import VLMergeError
+    if not isinstance(m, dict) or ('method' in m) == ('merge_method' in m): fail(f"{where}: expected a mapping with a 'method' key, got {m!r}")
+    if not all(isinstance(m.get(k) or {}, dict) for k in ('parameters', 'experts')): fail(f"{where}: 'parameters' and 'experts' must be mappings")
+    try: meth = get_method(m.get('method', m.get('merge_method')))
+    except VLMergeError as e: fail(f"{where}: {e}")
+    base = m.get('base_model', 'w0' if meth.base == 'required' else None)
+    if base not in (None, 'w0'): fail(f"{where}: base_model must be w0 (the seed weights) or null, got {base!r}")
+    if base and meth.base == 'none': fail(f"{where}: merge method '{meth.name}' takes no base model")
+    if not base and meth.base == 'required': fail(f"{where}: merge method '{meth.name}' needs a base model (base_model: w0)")
+    scalar = lambda v: not isinstance(v, (list, dict))   # lists and mappings are per-layer settings, resolved by the engine
+    for k, v in _params(m).items():
+        if scalar(v): check_param(meth, k, v, where)
+    for e, d in (m.get('experts') or {}).items():
+        for k, v in (d or {}).items():
+            if k not in meth.model_params: fail(f"{where}: experts.{e}: merge method '{meth.name}' has no per-model parameter '{k}'")
+            if scalar(v): check_param(meth, k, v, f"{where}: experts.{e}")
+    if meth.aux and meth.aux not in STUDY_STATISTICS:
+        fail(f"{where}: {meth.name} reads {STATISTICS[meth.aux].what}s, which the study does not collect (it collects: {', '.join(STATISTICS[s].what + 's' for s in STUDY_STATISTICS)})")
+    for n in sorted(counts):
+        if (err := meth.count_error(n, bool(base))): fail(f"{where}: {err}, a fold hands it {n}")
+    return {'method': meth.name, 'params': _params(m), 'experts': dict(m.get('experts') or {}), 'base': bool(base)}
+
+# %% ../nbs/07_study.ipynb #c14c7a03
+def fold_methods(counts:set=frozenset({2, 3}) # how many experts the fold hands a method
+                ) -> list:
+    "(name, takes W0) of every registered method a study can fold experts with (optional-base methods both ways)."
+    from vlmerge.merge.ops import METHODS
+    out = []
+    for name, m in sorted(METHODS.items()):
+        if m.aux and m.aux not in STUDY_STATISTICS: continue
+        for b in {'required': (True,), 'optional': (False, True), 'none': (False,)}[m.base]:
+            if all(m.accepts(n, b) for n in counts): out.append((name, b))
+    return out
+
 # %% ../nbs/07_study.ipynb #a26da020
 def method_label(m:dict) -> str:
     "A short, stable name for a method entry, e.g. 'interpolation(alpha=0.5)'."
-    ps = ','.join(f'{k}={v}' for k, v in sorted(m.items()) if k != 'method')
-    return f"{m['method']}({ps})" if ps else m['method']
+    ps = _params(m) | {k: m[k] for k in ('experts', 'base_model') if k in m}
+    name, ps = m.get('method', m.get('merge_method')), ','.join(f'{k}={v}' for k, v in sorted(ps.items()))
+    return f"{name}({ps})" if ps else name
 
 def _slug(s:str) -> str:
     return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in s).strip('_')
@@ -159,6 +212,7 @@ def _gram_forward(task:str|None):
     if task == 'retrieval': return lambda m, b: (m(image=b['pixel_values'], paths=('v',)), m(**ids(b), paths=('l',)))
     return lambda m, b: m(image=b['pixel_values'], paths=('v',))
 
+# %% ../nbs/07_study.ipynb #c14c7a06
 def grams_for(cfg:StudyConfig, # the study
               folder:Path, # a modality-specific model folder
               task:str|None=None # a downstream task: Grams from its validation split; None: from the pre-training pairs
@@ -181,43 +235,40 @@ def grams_for(cfg:StudyConfig, # the study
 
 USED_EXPERTS = {'vqa': ('vl',), 'nlvr2': ('vl',), 'retrieval': ('v', 'l')}  # only_activate_used_experts: the top layers' experts per task
 
+# %% ../nbs/07_study.ipynb #c14c7a08
+def _statistics(cfg:StudyConfig, folder:Path, spec:dict, task:str|None):
+    "The statistics file the method of `spec` (from `method_spec`) reads, collected by the study, or None."
+    from vlmerge.merge.ops import get_method
+    kind = get_method(spec['method']).aux
+    if kind is None: return None
+    if cfg.gram_source == 'task' and task is None: fail(f"{spec['method']}: gram_source 'task' needs the task the merge is for")
+    return str(STUDY_STATISTICS[kind](cfg, folder, task if cfg.gram_source == 'task' else None))
+
 def _per_task(cfg:StudyConfig, spec:dict) -> bool:
-    "Whether a method entry merges once per downstream task (per-task Grams, or only the used experts)."
-    return cfg.only_activate_used_experts or (spec['method'] == 'regmean' and cfg.gram_source == 'task')
+    "Whether a method entry merges once per downstream task (per-task statistics, or only the used experts)."
+    from vlmerge.merge.ops import get_method
+    return cfg.only_activate_used_experts or (get_method(method_spec(spec)['method']).aux is not None and cfg.gram_source == 'task')
 
 def merge_folder(cfg:StudyConfig, # the study
                  folder:Path, # a modality-specific model folder (with w0.safetensors)
-                 spec:dict, # a method entry: {'method': name, **parameters}
+                 spec:dict, # a method entry, as `vlmerge merge` YAML names it: {'method': name, **parameters}
                  dest:Path, # the merged model folder to write
                  task:str|None=None # the downstream task this merge is for (per-task Grams, used experts)
                 ) -> Path:
-    "Fold the experts of `folder` with method `spec` into a modality-agnostic model folder at `dest`."
+    "Fold the experts of `folder` with the registered method of `spec` into a modality-agnostic model folder at `dest`."
     from vlmerge.merge.engine import fold_experts
     if (Path(dest)/'config.json').exists(): return Path(dest)
-    bb, heads = load_model(folder)
-    km = key_map(bb.cfg); sd = bb.state_dict()
-    w0 = load_sd(Path(folder)/'w0.safetensors')
-    p = {k: v for k, v in spec.items() if k != 'method'}
-    name = spec['method']; kw = {}
-    if name == 'interpolation':
-        a = float(p.pop('alpha', 0.5))
-        kw = dict(method='linear', expert_params={'v': {'weight': a}, 'l': {'weight': 1 - a}, 'vl': {'weight': 0.5}})
-    elif name == 'arithmetic':
-        kw = dict(method='task_arithmetic', base=w0)
-    elif name == 'regmean':
-        if cfg.gram_source == 'task' and task is None: fail("regmean: gram_source 'task' needs the task the merge is for")
-        kw = dict(method='regmean', aux=str(grams_for(cfg, folder, task if cfg.gram_source == 'task' else None)))
-    else:
-        from vlmerge.merge.ops import get_method
-        kw = dict(method=name, base=w0 if get_method(name).base != 'none' else None)
+    s = method_spec(spec); bb, heads = load_model(folder)
     used = USED_EXPERTS.get(task) if cfg.only_activate_used_experts and task else None
-    merged = fold_experts(sd, km, params=p or None, used_experts=used, **kw)
+    merged = fold_experts(bb.state_dict(), key_map(bb.cfg), s['method'], params=s['params'] or None, expert_params=s['experts'] or None,
+                          base=load_sd(Path(folder)/'w0.safetensors') if s['base'] else None, aux=_statistics(cfg, folder, s, task), used_experts=used)
     out = VLTransformer(agnostic(bb.cfg)); out.load_state_dict(merged)
-    tok = None
-    if (Path(folder)/'tokenizer.json').exists():
-        from vlmerge.data.text import load_tokenizer
-        tok = load_tokenizer(folder, bb.cfg.max_text_len)
-    return save_model(dest, out, heads, None, {'merged_from': str(folder), 'method': spec}, tok)
+    return save_model(dest, out, heads, None, {'merged_from': str(folder), 'method': spec}, _tokenizer(folder, bb))
+
+def _tokenizer(folder, bb):
+    if not (Path(folder)/'tokenizer.json').exists(): return None
+    from vlmerge.data.text import load_tokenizer
+    return load_tokenizer(folder, bb.cfg.max_text_len)
 
 # %% ../nbs/07_study.ipynb #dd6c70d9
 def expert_distances(cfg:StudyConfig, # the study
@@ -302,6 +353,7 @@ def run_cell(cfg:StudyConfig, # the study
 
 def _model_tasks(cfg): return list(dict.fromkeys(list(cfg.tasks) + (['retrieval', 'classification'] if cfg.zero_shot else [])))
 
+# %% ../nbs/07_study.ipynb #c14c7a14
 def _alpha_curve(cfg:StudyConfig, root:Path, seed:int, k_seed:int, variant:str) -> list:
     "Zero-shot scores of interpolation merges over `cfg.alpha_curve` (cached)."
     dest = Path(root)/'curves'/f's{seed}-k{k_seed}-{variant}.json'
@@ -317,6 +369,7 @@ def _alpha_curve(cfg:StudyConfig, root:Path, seed:int, k_seed:int, variant:str) 
     atomic_write_json(dest, rows)
     return rows
 
+# %% ../nbs/07_study.ipynb #c14c7a0a
 def cell_line(cfg:StudyConfig, # the study (its tasks name the main metrics)
               res:dict, # a cell's result
               done:int, # cells finished, this one included
@@ -331,6 +384,7 @@ def cell_line(cfg:StudyConfig, # the study (its tasks name the main metrics)
     score = f"{sum(sc) / len(sc):.3f}" if sc else '-'
     return f"[{done}/{total}] {res['id']}  {res.get('seconds', 0):.0f} s  main score {score}  ETA {eta}"
 
+# %% ../nbs/07_study.ipynb #c14c7a0d
 def run_study(cfg:StudyConfig, # the study
               out:str|Path, # output folder
               shard:tuple=(0, 1), # (i, n): run the cells of pre-training group i of n
@@ -350,7 +404,7 @@ def run_study(cfg:StudyConfig, # the study
         fresh = not (out/'cells'/c['id']/'result.json').exists()
         results.append(run_cell(cfg, out, c)); ran += fresh
         if progress: print(cell_line(cfg, results[-1], j + 1, len(cells), time.time() - t0, ran), flush=True)
-    if cfg.alpha_curve and cfg.zero_shot and 'interpolation' in [m['method'] for m in cfg.methods]:
+    if cfg.alpha_curve and cfg.zero_shot and 'interpolation' in [method_spec(m)['method'] for m in cfg.methods]:
         for s in cfg.seeds:
             for k in [k for k, _, naive in pretrain_settings(cfg) if naive != 'matched']:
                 for v in cfg.variants:
@@ -427,6 +481,51 @@ def naive_vs_recipe(rows:list, # from `collect`
         d = lambda x: f"{rv - x:+.3f}" if x is not None else '–'
         md.append(f"| {kind} | {v} | {m} | {ks} | {rc} | {pc} | {d(pv)} | {mc} | {d(mv)} |")
     return '\n'.join(md) + '\n'
+
+# %% ../nbs/07_study.ipynb #c14c7a0f
+def _ci95(v):
+    "Half-width of the 95% t-interval of the mean of `v` (nan for fewer than two values)."
+    from scipy.stats import t
+    v = np.asarray(v, float)
+    return float(t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float('nan')
+
+def _fmt_ci(mu, h): return '–' if math.isnan(h) else f"[{mu - h:.3f}, {mu + h:.3f}]"
+
+def _group_scores(rows, tasks):
+    "{pre-training group: {method: {seed: score}}}: each cell's mean over `tasks` of the main metric; unmerged cells as a reference."
+    by = {}
+    for r in rows:
+        if r['kind'] != 'agnostic' and r['task'] in tasks and r['metric'] == MAIN_METRIC[r['task']]: by.setdefault(r['id'], (r, []))[1].append(r['value'])
+    out = {}
+    for r, v in by.values():
+        if len(v) != len(tasks): continue
+        g = (r['k_seed'], r.get('steps') or 0, r.get('naive') or '', r['variant'])
+        out.setdefault(g, {}).setdefault(r['method'] if r['kind'] == 'merged' else 'unmerged (reference)', {})[r['seed']] = float(np.mean(v))
+    return out
+
+# %% ../nbs/07_study.ipynb #c14c7a15
+def method_ranking(rows:list, # from `collect`
+                   tasks # the tasks whose main metrics are averaged into a run's score
+                  ) -> str:
+    "Markdown: per pre-training group, the merges ranked by mean score, with 95% t-intervals over seeds and the paired gap to the best."
+    md = []
+    for g, ms in sorted(_group_scores(rows, tasks).items(), key=str):
+        merged = {m: s for m, s in ms.items() if m != 'unmerged (reference)'}
+        if len(merged) < 2: continue
+        order = sorted(merged, key=lambda m: -np.mean(list(merged[m].values()))); best = merged[order[0]]
+        md += [f"### K_seed={g[0]}, {g[1]} modality-specific steps{', naive (' + g[2] + ')' if g[2] else ''}, {g[3]}", '',
+               '| rank | method | score | 95% CI over seeds | seeds | Δ to the best (paired) | 95% CI of Δ |', '|---|---|---|---|---|---|---|']
+        tied, below = [], []
+        for i, m in enumerate(order + [m for m in ms if m not in merged]):
+            v = list(ms[m].values()); mu = float(np.mean(v))
+            d = [ms[m][s] - best[s] for s in sorted(set(ms[m]) & set(best))]; dm, dh = float(np.mean(d)), _ci95(d)
+            if m in merged and i: (tied if math.isnan(dh) or dm + dh >= 0 else below).append(m)
+            md.append(f"| {i + 1 if m in merged else '–'} | {m} | {mu:.3f} | {_fmt_ci(mu, _ci95(v))} | {len(v)} | {dm:+.3f} | {_fmt_ci(dm, dh)} |")
+        md += ['', f"Best: **{order[0]}**. Not distinguishable from it (the paired interval of Δ reaches 0, or one seed): "
+               f"{', '.join(tied) or 'none'}. Worse than it: {', '.join(below) or 'none'}.", '']
+    if not md: return ''
+    return '\n'.join(['## Merge methods ranked', '', 'Score: the mean over tasks of each task\'s main metric, one per seed; '
+                      'intervals are t-intervals over seeds; Δ compares each method with the best on the same seeds.', ''] + md)
 
 # %% ../nbs/07_study.ipynb #edba5ef5
 def _plots(cfg, out, rows):
@@ -544,6 +643,8 @@ def report(cfg:StudyConfig, # the study
     figs = _plots(cfg, out, rows)
     nv = naive_vs_recipe(rows, cfg.tasks)
     if nv: atomic_write_text(out/'naive_vs_recipe.md', nv)
+    rk = method_ranking(rows, cfg.tasks)
+    if rk: atomic_write_text(out/'ranking.md', rk)
     pred = ''
     runs = merged_runs(rows, cfg.tasks)
     if len(runs) >= 3:
@@ -561,7 +662,7 @@ def report(cfg:StudyConfig, # the study
         pred += within_report(runs)
         atomic_write_text(out/'predictors.md', pred)
     index = [f'# Study: {out.name}', '', f'{len({r["id"] for r in rows})} cells finished. Files: `results.csv`, `distances.csv`, `tables.md`, `study.yaml`.', '',
-             '## Plots', ''] + [f'![{k}]({k})' for k in figs] + ['', nv, '## Tables', '', md_tables, pred]
+             '## Plots', ''] + [f'![{k}]({k})' for k in figs] + ['', nv, rk, '## Tables', '', md_tables, pred]
     atomic_write_text(out/'index.md', '\n'.join(index) + '\n')
     from markdown_it import MarkdownIt
     body = MarkdownIt('commonmark', {'html': False}).enable('table').render('\n'.join(index))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 import torch
 from ..core import fail, VLMergeError, open_checkpoint, atomic_path, CheckpointReader, INDEX_NAME, from_dict
-from .ops import get_method, merge_tensors, kth_largest_abs, check_param, MergeMethod
+from .ops import get_method, merge_tensors, kth_largest_abs, check_param, MergeMethod, STATISTICS
 
 # %% auto #0
 __all__ = ['CHUNK_NUMEL', 'RELEASED_ORDER', 'as_source', 'layer_index', 'layer_t', 'resolve_setting', 'Rule', 'Task',
@@ -276,24 +276,17 @@ def _check_same(srcs, base):
     return keys
 
 def _check_counts(task, where):
-    "Methods that declare how many models they merge (`n_models` of `@merge_method`) get that many, checked before any work."
-    n, m, b = len(task.srcs), task.method, task.base is not None
-    if m.n_models is None: return
-    lo, hi = m.n_models[b]
-    if n < lo or (hi is not None and n > hi):
-        want = f"exactly {lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
-        fail(f"{where}: {m.name} merges {want} model(s){' besides the base' if b else ''}, '{task.key}' has {n}")
+    "The method merges this many models (its `n_models` in `@merge_method`), checked before any work."
+    if (e := task.method.count_error(len(task.srcs), task.base is not None)): fail(f"{where}: {e}, '{task.key}' has {len(task.srcs)}")
 
 def _check_aux(task, where):
-    "Gram matrices are (in, in) for a (out, in) weight; Fisher tensors have the weight's shape."
+    "Each statistic has the shape its kind (`STATISTICS[method.aux]`) declares for the tensor it goes with."
     if not task.aux: return
-    for i, a in enumerate(task.aux):
+    st = STATISTICS[task.method.aux]; want = st.shape(tuple(task.shape))
+    for a in task.aux:
         if a is None: continue
-        s, k = a; sh = s.shape(k)
-        if task.method.aux == 'gram':
-            if len(task.shape) != 2 or sh != (task.shape[1], task.shape[1]):
-                fail(f"{s.name}: Gram matrix '{k}' has shape {sh}, expected {(task.shape[1],) * 2 if len(task.shape) == 2 else 'none (not a matrix)'} for '{task.key}'")
-        elif sh != task.shape: fail(f"{s.name}: Fisher tensor '{k}' has shape {sh}, expected {task.shape}")
+        s, k = a; sh = tuple(s.shape(k))
+        if sh != want: fail(f"{s.name}: {st.what} '{k}' has shape {sh}, expected {want or 'none (not a matrix)'} for '{task.key}'")
 
 # %% ../../nbs/04b_merge.engine.ipynb #51118918
 def _finite(t, what):
@@ -394,7 +387,7 @@ def run_tasks(tasks:list, # the plan
     gram = threading.Semaphore(1)  # one Gram-matrix solve at a time: each holds several (in, in) float64 matrices
     def work(it):
         t, a, b = it
-        with gram if t.aux is not None and t.method.aux == 'gram' else nullcontext(): off, r = _do(t, a, b)
+        with gram if t.aux is not None and STATISTICS[t.method.aux].serial else nullcontext(): off, r = _do(t, a, b)
         write(t.key, r, off)
         return r.numel() * 4
     pending = set()

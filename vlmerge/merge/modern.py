@@ -79,20 +79,20 @@ def _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale,
             mixed.div_(sw if abs(sw) >= 1e-8 else 1.)
     return mixed.mul_(lambda_).add_(base)
 
-@merge_method('della')
+@merge_method('della', ranges={'density': (0., 1.), 'epsilon': (0., 1.)})
 def della(ts, base, *, key='', weight:PerModel[float]=1.0, density:PerModel[float]=1.0, epsilon:PerModel[float]=0.15,
           lambda_:float=1.0, normalize:bool=True, rescale:bool=True, seed:int=0, int8_mask:bool=False):
     "DELLA (Deep et al. 2024): MagPrune each τ, elect signs, disjoint mean, scale by λ (mergekit `della`)."
     return _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale, seed, True)
 
-@merge_method('della_linear')
+@merge_method('della_linear', ranges={'density': (0., 1.), 'epsilon': (0., 1.)})
 def della_linear(ts, base, *, key='', weight:PerModel[float]=1.0, density:PerModel[float]=1.0, epsilon:PerModel[float]=0.15,
                  lambda_:float=1.0, normalize:bool=False, rescale:bool=True, seed:int=0, int8_mask:bool=False):
     "DELLA without the sign election: W0 + λ Σ w_i MagPrune(τ_i) (mergekit `della_linear`)."
     return _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale, seed, False)
 
 # %% ../../nbs/04d_merge.modern.ipynb #3a61902b
-@merge_method('sce')
+@merge_method('sce', ranges={'select_topk': (0., 1.)})
 def sce(ts, base, *, select_topk:float=1.0, int8_mask:bool=False):
     "SCE (Wan et al. 2024, FuseChat): top-variance selection, energy weights, sign erase, weighted disjoint mean."
     if not 0 <= select_topk <= 1: fail(f"sce: select_topk = {select_topk} is outside [0, 1]")
@@ -116,7 +116,7 @@ def sce(ts, base, *, select_topk:float=1.0, int8_mask:bool=False):
     return mixed.div_(div.masked_fill_(div == 0, 1.)).add_(base)
 
 # %% ../../nbs/04d_merge.modern.ipynb #036fd700
-@merge_method('karcher', idempotent=True)
+@merge_method('karcher', idempotent=True, ranges={'max_iter': (1, math.inf), 'tol': (0., math.inf)})
 def karcher(ts, *, max_iter:int=10, tol:float=1e-5):
     "Karcher mean of the tensors on the unit sphere, scaled by their mean norm (mergekit `karcher`)."
     if len(ts) == 1: return ts[0].clone()
@@ -140,7 +140,7 @@ def karcher(ts, *, max_iter:int=10, tol:float=1e-5):
     return mu.mul_(sum(al * n for n in norms))
 
 # %% ../../nbs/04d_merge.modern.ipynb #7b5bf97b
-@merge_method('multislerp', idempotent=True)
+@merge_method('multislerp', idempotent=True, ranges={'eps': (0., math.inf)})
 def multislerp(ts, base=None, *, weight:PerModel[float]=1.0, normalize_weights:bool=True, eps:float=1e-8):
     "Multi-SLERP (mergekit `multislerp`): weighted mean on the hypersphere through the tangent space at the mean direction."
     if len(ts) == 1: return ts[0].clone()
@@ -191,7 +191,7 @@ def nuslerp(ts, base=None, *, weight:PerModel[float]=1.0, nuslerp_flatten:bool=T
 
 
 # %% ../../nbs/04d_merge.modern.ipynb #a43d0e7f
-@merge_method('nearswap', idempotent=True, elementwise=True, n_models=((2, 2), (1, 1)))
+@merge_method('nearswap', idempotent=True, elementwise=True, n_models=((2, 2), (1, 1)), ranges={'t': (0., math.inf)})
 def nearswap(ts, base=None, *, t:float|None=None):
     "Nearswap (mergekit `nearswap`): W = λW₁ + (1−λ)W₀ with λ = clamp(t / |W₀ − W₁|, 0, 1)."
     ends = ([base] if base is not None else []) + list(ts)
@@ -232,7 +232,7 @@ def _ta_mean(ts, base, s):
     "The non-matrix fallback: W0 + s · mean τ."
     return _mean(_tvs(ts, base)).mul_(s).add_(base)
 
-@merge_method('tsv')
+@merge_method('tsv', ranges={'alpha': (0., math.inf)})
 def tsv(ts, base, *, alpha:float=1.0):
     "TSV-M (Gargiulo et al. 2025): each τ's top r/T singular components, orthogonalised together, W0 + α UΣVᵀ."
     k = min(base.shape) // len(ts) if base.ndim == 2 else 0
@@ -254,7 +254,7 @@ def iso_c(ts, base, *, scaling_factor:float=1.0):
     U, S, Vh = torch.linalg.svd(tot, full_matrices=False)
     return base + (scaling_factor * float(S.mean())) * (U @ Vh).float()
 
-@merge_method('iso_cts')
+@merge_method('iso_cts', ranges={'common_space_fraction': (0., 1.)})
 def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0.8):
     "Iso-CTS (Marczak et al. 2025): common plus task-specific singular subspaces, orthogonalised, one mean singular value."
     if not 0 <= common_space_fraction <= 1: fail(f"iso_cts: common_space_fraction = {common_space_fraction} is outside [0, 1]")
@@ -275,7 +275,7 @@ def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0
     return base + (scaling_factor * sbar) * (_polar(torch.cat(Us, 1)) @ _polar(torch.cat(Vs, 0))).float()
 
 # %% ../../nbs/04d_merge.modern.ipynb #703d2152
-@merge_method('regmean_plusplus', aux='gram', idempotent=True)
+@merge_method('regmean_plusplus', aux='gram_sequential', idempotent=True, ranges={'reduce_non_diagonal_ratio': (0., 1.)})
 def regmean_plusplus(ts, *, aux=None, key='', reduce_non_diagonal_ratio:float=1.0):
     "RegMean++ (Nguyen et al. 2025): RegMean's solve on Gram matrices taken from the merged model's earlier layers."
     if not 0 <= reduce_non_diagonal_ratio <= 1: fail(f"regmean_plusplus: reduce_non_diagonal_ratio = {reduce_non_diagonal_ratio} is outside [0, 1]")
@@ -294,7 +294,7 @@ def _adam(p, grad, steps, lr, b1=0.9, b2=0.999, eps=1e-8):
         p.addcdiv_(m, den, value=-lr / (1 - b1 ** k))
     return p
 
-@merge_method('wudi')
+@merge_method('wudi', ranges={'iter_num': (0, math.inf), 'lr': (0., math.inf)})
 def wudi(ts, base, *, iter_num:int=300, lr:float=1e-5):
     "WUDI (Cheng et al. 2025): fit the merged update to each task vector's own input subspace by Adam steps, data-free."
     if iter_num < 0 or lr < 0: fail(f"wudi: iter_num ({iter_num}) and lr ({lr}) must be >= 0")

@@ -10,10 +10,11 @@ import torch
 from ..core import fail, VLMergeError
 
 # %% auto #0
-__all__ = ['METHODS', 'ALIASES', 'PerModel', 'MergeMethod', 'merge_method', 'get_method', 'check_param', 'linear',
-           'kth_largest_abs', 'magnitude_mask', 'breadcrumbs_mask', 'random_mask', 'elect_sign', 'task_merge',
-           'task_arithmetic', 'ties', 'dare_linear', 'dare_ties', 'breadcrumbs', 'breadcrumbs_ties',
-           'task_arithmetic_sequential', 'slerp', 'fisher', 'model_stock', 'regmean_solve', 'regmean', 'merge_tensors']
+__all__ = ['METHODS', 'ALIASES', 'STATISTICS', 'PerModel', 'MergeMethod', 'Statistic', 'merge_method', 'get_method',
+           'check_param', 'linear', 'interpolation', 'kth_largest_abs', 'magnitude_mask', 'breadcrumbs_mask',
+           'random_mask', 'elect_sign', 'task_merge', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties',
+           'breadcrumbs', 'breadcrumbs_ties', 'task_arithmetic_sequential', 'slerp', 'fisher', 'model_stock',
+           'regmean_solve', 'regmean', 'merge_tensors']
 
 # %% ../../nbs/04_merge.ops.ipynb #012eefb8
 class PerModel:
@@ -22,32 +23,73 @@ class PerModel:
 
 @dataclasses.dataclass
 class MergeMethod:
-    "A registered merge method: its kernel and what its signature declares."
+    "A registered merge method: its kernel and what it declares (models, base, statistics, parameters and their ranges)."
     name: str # the name used in configs
     fn: Callable # the kernel
-    base: str # 'required', 'optional' or 'none'
+    base: str # 'required', 'optional' or 'none' (from the kernel's `base` argument)
     global_params: dict # parameter -> default, one value for all models
     model_params: dict # parameter -> default, one value per model
     types: dict # parameter -> annotation (without PerModel)
-    aux: str|None = None # per-model statistics the method reads: 'gram', 'fisher' or None
+    aux: str|None = None # per-model statistics the method reads: a key of `STATISTICS`, or None
     idempotent: bool = False # merging identical inputs returns them (the engine uses this as an exact shortcut)
     elementwise: Callable|bool = False # each output coordinate depends on that coordinate only (the engine may stream row chunks)
     doc: str = ''
     argnames: dict = dataclasses.field(default_factory=dict) # parameter -> the kernel's argument name
     n_models: tuple|None = None # ((min, max) models without a base, (min, max) with one); max None: no limit; None: any
+    ranges: dict = dataclasses.field(default_factory=dict) # parameter -> (lo, hi), inclusive, checked for every value
     def params(self) -> dict: return {**self.global_params, **self.model_params}
+    def count_error(self, n:int, with_base:bool) -> str|None:
+        "Why the method cannot merge `n` models (besides the base when `with_base`), or None when it can."
+        if self.n_models is None: return None
+        lo, hi = self.n_models[bool(with_base)]
+        if lo <= n and (hi is None or n <= hi): return None
+        want = f"exactly {lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+        return f"{self.name} merges {want} model(s){' besides the base' if with_base else ''}"
+    def accepts(self, n:int, with_base:bool) -> bool:
+        "Whether the method merges `n` models, with or without a base."
+        if (self.base == 'none' and with_base) or (self.base == 'required' and not with_base): return False
+        return self.count_error(n, with_base) is None
     def __repr__(self): return f"MergeMethod({self.name}, base={self.base}, global={list(self.global_params)}, per_model={list(self.model_params)})"
 
 METHODS, ALIASES = {}, {}
 _SPECIAL = ('ts', 'base', 'aux', 'key', 'offset', 'thresholds')
 
+# %% ../../nbs/04_merge.ops.ipynb #c14c0a02
+@dataclasses.dataclass
+class Statistic:
+    "A kind of per-model statistic a merge method reads."
+    name: str # its name in `@merge_method(aux=...)`
+    what: str # what it is, for messages
+    shape: Callable # tensor shape -> the statistic's shape, or None where the tensor has none (a Gram matrix of a vector)
+    collect: str # the function of `vlmerge.merge.stats` that collects it
+    serial: bool = False # the engine runs merges that read it one at a time (each solve holds several (in, in) float64 matrices)
+
+def _gram_shape(s): return (s[1], s[1]) if len(s) == 2 else None
+
+STATISTICS = {s.name: s for s in (
+    Statistic('gram', 'Gram matrix', _gram_shape, 'collect_grams', serial=True),
+    Statistic('gram_sequential', 'Gram matrix (of the partially merged model)', _gram_shape, 'collect_grams_sequential', serial=True),
+    Statistic('fisher', 'Fisher tensor', tuple, 'collect_fisher'))}
+
 # %% ../../nbs/04_merge.ops.ipynb #65b0c1f3
+def _check_decl(name, m):
+    "A declaration that contradicts itself is a bug in the method's cell: raise at registration."
+    if m.aux is not None and m.aux not in STATISTICS: raise TypeError(f"{name}: unknown statistic {m.aux!r} (known: {', '.join(STATISTICS)})")
+    for p, r in m.ranges.items():
+        if p not in m.types: raise TypeError(f"{name}: a range for '{p}', which is not a parameter")
+        if len(r) != 2 or not r[0] <= r[1]: raise TypeError(f"{name}: range of '{p}' must be (lo, hi) with lo <= hi, got {r!r}")
+        d = m.params()[p]
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and not r[0] <= d <= r[1]: raise TypeError(f"{name}: default {p}={d} outside {r}")
+    if m.n_models is not None and not (len(m.n_models) == 2 and all(isinstance(x, tuple) and len(x) == 2 and x[0] >= 0 for x in m.n_models)):
+        raise TypeError(f"{name}: n_models must be ((min, max), (min, max)), got {m.n_models!r}")
+
 def merge_method(name:str, # the method's name in configs
-                 aux:str|None=None, # per-model statistics it needs ('gram', 'fisher')
+                 aux:str|None=None, # per-model statistics it needs: a key of `STATISTICS` ('gram', 'fisher', ...)
                  idempotent:bool=False, # merging identical tensors gives them back
                  elementwise:Callable|bool=False, # True, or a function of the parameters, when the kernel works coordinate-wise
                  aliases:tuple=(), # other names for the same method
-                 n_models:tuple|None=None # ((min, max) models without a base, (min, max) with one), checked up front
+                 n_models:tuple|None=None, # ((min, max) models without a base, (min, max) with one), checked up front
+                 ranges:dict|None=None # {parameter: (lo, hi)}: the values it accepts, inclusive
                 ):
     "Decorator registering a merge kernel `fn(ts, [base], *, params...)` under `name`."
     def deco(fn):
@@ -62,13 +104,15 @@ def merge_method(name:str, # the method's name in configs
             per = typing.get_origin(tp) is Annotated and PerModel in tp.__metadata__
             types[pub], argn[pub] = (typing.get_args(tp)[0] if per else tp), p.name
             (mp if per else gp)[pub] = p.default
-        m = MergeMethod(name, fn, base, gp, mp, types, aux, idempotent, elementwise, (fn.__doc__ or '').strip(), argn, n_models)
+        m = MergeMethod(name, fn, base, gp, mp, types, aux, idempotent, elementwise, (fn.__doc__ or '').strip(), argn, n_models, dict(ranges or {}))
+        _check_decl(name, m)
         METHODS[name] = m
         for a in aliases: ALIASES[a] = name
         fn.method = m
         return fn
     return deco
 
+# %% ../../nbs/04_merge.ops.ipynb #c14c0a04
 def get_method(name:str # a method name or alias
               ) -> MergeMethod:
     "The registered method `name`."
@@ -78,8 +122,6 @@ def get_method(name:str # a method name or alias
     return METHODS[name]
 
 # %% ../../nbs/04_merge.ops.ipynb #d6c94f14
-_RANGES = {'density': (0., 1.), 'gamma': (0., 1.), 'alpha': (0., 1.), 'fisher_floor': (0., math.inf)}
-
 def check_param(m:MergeMethod, # the method
                 name:str, # parameter name as the user wrote it
                 v, # its value for one tensor (and one model, for per-model parameters)
@@ -98,9 +140,9 @@ def check_param(m:MergeMethod, # the method
         if tp in (bool, str): return isinstance(v, tp)
         return True
     if not ok(v, tp): fail(f"{w}merge method '{m.name}': parameter '{name}' = {v!r} is not a valid {getattr(tp, '__name__', tp)}")
-    if name in _RANGES and isinstance(v, (int, float)):
-        lo, hi = _RANGES[name]
-        if not lo <= v <= hi: fail(f"{w}merge method '{m.name}': parameter '{name}' = {v!r} is outside [{lo}, {hi}]")
+    if name in m.ranges and isinstance(v, (int, float)) and not isinstance(v, bool):
+        lo, hi = m.ranges[name]
+        if not lo <= v <= hi: fail(f"{w}merge method '{m.name}': parameter '{name}' = {v!r} is outside [{float(lo)}, {float(hi)}]")
     return float(v) if tp is float else v
 
 # %% ../../nbs/04_merge.ops.ipynb #2079dd9c
@@ -111,18 +153,27 @@ def _wsum(ts, w):
         if wi: out.add_(t, alpha=float(wi))
     return out
 
-@merge_method('linear', idempotent=True, elementwise=True, aliases=('interpolation', 'mean'))
+@merge_method('linear', idempotent=True, elementwise=True, aliases=('mean',))
 def linear(ts:list, # tensors to merge, one per model
            *, weight:PerModel[float]=1.0, # w_i
            normalize:bool=True # divide by Σ w_i
           ) -> torch.Tensor:
-    "Weighted mean Σ w_i W_i / Σ w_i (Wortsman et al. 2022, model soups; Sung et al. 2023, interpolation)."
+    "Weighted mean Σ w_i W_i / Σ w_i (Wortsman et al. 2022, model soups)."
     w = [float(x) for x in weight]
     if normalize:
         s = math.fsum(w)
         if s == 0: fail("linear: the weights sum to 0")
         w = [x / s for x in w]
     return _wsum(ts, w)
+
+# %% ../../nbs/04_merge.ops.ipynb #c14c0a06
+@merge_method('interpolation', idempotent=True, elementwise=True, n_models=((1, 3), (1, 3)), ranges={'alpha': (0., 1.)})
+def interpolation(ts:list, # one to three tensors, in the order V, L, VL
+                  *, alpha:float=0.5 # α: the share of the first against the second
+                 ) -> torch.Tensor:
+    "The paper's interpolation: αW_1 + (1−α)W_2; with a third model ⅔αW_1 + ⅔(1−α)W_2 + ⅓W_3 (Sung et al. 2023)."
+    if len(ts) == 1: return ts[0].clone()
+    return linear(ts, weight=[alpha, 1 - alpha, 0.5][:len(ts)])
 
 # %% ../../nbs/04_merge.ops.ipynb #1690a6a3
 def kth_largest_abs(chunks:Callable, # returns a fresh iterable of float tensors (called twice)
@@ -252,34 +303,36 @@ def task_arithmetic(ts, base, *, weight:PerModel[float]=1.0, lambda_:float=1.0, 
     "W0 + λ Σ w_i (W_i − W0) (Ilharco et al. 2023; the study's modality arithmetic with w_i = 1)."
     return task_merge(ts, base, weight, [1.] * len(ts), lambda_, normalize)
 
-@merge_method('ties', elementwise=lambda p: p.get('trim_scope') == 'model')
+@merge_method('ties', elementwise=lambda p: p.get('trim_scope') == 'model', ranges={'density': (0., 1.)})
 def ties(ts, base, *, key='', thresholds=None, weight:PerModel[float]=1.0, density:PerModel[float]=1.0, lambda_:float=1.0,
          normalize:bool=True, consensus:Literal['sum', 'count']='sum', tie:_TIE='positive', trim_scope:_SCOPE='tensor', int8_mask:bool=False):
     "TIES (Yadav et al. 2023): trim each τ to its top `density` by magnitude, elect signs, disjoint mean."
     return task_merge(ts, base, weight, density, lambda_, normalize, 'magnitude', consensus, tie, key=key, thresholds=thresholds)
 
+# %% ../../nbs/04_merge.ops.ipynb #c14c0a08
 def _chunkable_dare(p): return _resc(p.get('rescale', 'density')) != 'l1'
 
-@merge_method('dare_linear', elementwise=_chunkable_dare, aliases=('dare_task_arithmetic',))
+@merge_method('dare_linear', elementwise=_chunkable_dare, aliases=('dare_task_arithmetic',), ranges={'density': (0., 1.)})
 def dare_linear(ts, base, *, key='', offset=0, weight:PerModel[float]=1.0, density:PerModel[float]=1.0, lambda_:float=1.0,
                 normalize:bool=False, rescale:_RESCALE='density', seed:int=0, int8_mask:bool=False):
     "DARE (Yu et al. 2024) on task arithmetic: drop τ coordinates with probability 1 − density, rescale, sum."
     return task_merge(ts, base, weight, density, lambda_, normalize, 'random', None, rescale=_resc(rescale), seed=seed, key=key, offset=offset)
 
-@merge_method('dare_ties', elementwise=_chunkable_dare)
+@merge_method('dare_ties', elementwise=_chunkable_dare, ranges={'density': (0., 1.)})
 def dare_ties(ts, base, *, key='', offset=0, weight:PerModel[float]=1.0, density:PerModel[float]=1.0, lambda_:float=1.0,
               normalize:bool=True, rescale:_RESCALE='density', seed:int=0, consensus:Literal['sum', 'count']='sum',
               tie:_TIE='positive', int8_mask:bool=False):
     "DARE's random drop followed by TIES' sign election and disjoint mean."
     return task_merge(ts, base, weight, density, lambda_, normalize, 'random', consensus, tie, _resc(rescale), seed=seed, key=key, offset=offset)
 
-@merge_method('breadcrumbs')
+# %% ../../nbs/04_merge.ops.ipynb #c14c0a0a
+@merge_method('breadcrumbs', ranges={'density': (0., 1.), 'gamma': (0., 1.)})
 def breadcrumbs(ts, base, *, weight:PerModel[float]=1.0, density:PerModel[float]=0.9, gamma:float=0.01, lambda_:float=1.0,
                 normalize:bool=False, int8_mask:bool=False):
     "Model breadcrumbs (Davari & Belilovsky 2023): drop the top `gamma` and keep the next `density` of |τ| per tensor, sum."
     return task_merge(ts, base, weight, density, lambda_, normalize, 'breadcrumbs', gamma=gamma)
 
-@merge_method('breadcrumbs_ties')
+@merge_method('breadcrumbs_ties', ranges={'density': (0., 1.), 'gamma': (0., 1.)})
 def breadcrumbs_ties(ts, base, *, weight:PerModel[float]=1.0, density:PerModel[float]=0.9, gamma:float=0.01, lambda_:float=1.0,
                      normalize:bool=True, consensus:Literal['sum', 'count']='sum', tie:_TIE='positive', int8_mask:bool=False):
     "Breadcrumbs' band selection followed by TIES' sign election and disjoint mean."
@@ -307,7 +360,7 @@ def slerp(ts, base=None, *, t:float=0.5, eps:float=1e-8, dot_threshold:float=0.9
     return (math.sin((1 - t) * om) / so) * a + (math.sin(t * om) / so) * b
 
 # %% ../../nbs/04_merge.ops.ipynb #5f60fdf4
-@merge_method('fisher', aux='fisher', idempotent=True, elementwise=True)
+@merge_method('fisher', aux='fisher', idempotent=True, elementwise=True, ranges={'fisher_floor': (0., math.inf)})
 def fisher(ts, *, aux=None, key='', weight:PerModel[float]=1.0, fisher_floor:float=1e-6):
     "Fisher-weighted average Σ w_i F_i W_i / Σ w_i F_i (Matena & Raffel 2022)."
     if aux is None or all(f is None for f in aux): return linear(ts, weight=weight)
@@ -353,7 +406,7 @@ def regmean_solve(Ws:list, # weights (out, in), one per model
         fail(f"regmean: the summed Gram matrix for '{key}' is singular (an input direction no expert saw); lower alpha or collect more data")
     return torch.cholesky_solve(S.T.contiguous(), L).T
 
-@merge_method('regmean', aux='gram', idempotent=True)
+@merge_method('regmean', aux='gram', idempotent=True, ranges={'alpha': (0., 1.)})
 def regmean(ts, *, aux=None, key='', alpha:float=1.0):
     "RegMean (Jin et al. 2023) for linear weights with Gram matrices; plain mean for everything else."
     keep = [i for i, G in enumerate(aux or []) if G is not None]
@@ -377,6 +430,7 @@ def _all_equal(ts):
     t0 = ts[0].reshape(-1)
     return all(t is ts[0] or (torch.equal(t.reshape(-1)[:64], t0[:64]) and torch.equal(t, ts[0])) for t in ts[1:])
 
+# %% ../../nbs/04_merge.ops.ipynb #c14c0a0b
 def merge_tensors(method:str|MergeMethod, # method name or object
                   ts:list, # tensors to merge (any float dtype), one per model
                   base:torch.Tensor|None=None, # the base model's tensor, for methods that use one
