@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, json, re
 from pathlib import Path
 import torch
-from ..core import fail, human_count, from_dict, SINGLE_NAME, INDEX_NAME
+from ..core import fail, VLMergeError, human_count, from_dict, SINGLE_NAME, INDEX_NAME
 # The model itself (timm, transformers) is imported inside the functions that build one: `vlmerge merge` and
 # `vlmerge distance` read key names and key maps from here without paying for those imports.
 
@@ -137,7 +137,7 @@ def folder_config(folder:str|Path # a model folder (or a file inside one)
     try: d = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: fail(f"{p}: malformed JSON ({e})")
     if not isinstance(d, dict) or d.get('model_type') != 'vlmerge':
-        fail(f"{p}: not a vlmerge model config (model_type {d.get('model_type') if isinstance(d, dict) else None!r}); give a JSON key map instead")
+        fail(f"{p}: not a vlmerge model config (model_type {d.get('model_type') if isinstance(d, dict) else None!r})")
     names = {f.name for f in dataclasses.fields(VLConfig)}
     return from_dict(VLConfig, {k: v for k, v in d.items() if k in names}, str(p))
 
@@ -145,7 +145,9 @@ def load_key_map(folder:str|Path|None, # a modality-specific model folder (its c
                  path:str|Path|None=None # an explicit JSON key map {shared_key: {expert: expert_key}} instead
                 ) -> dict:
     "The key map of a model folder, from its config.json, or read from the JSON file `path`."
-    if path is None: return key_map(folder_config(folder))
+    if path is None:
+        try: return key_map(folder_config(folder))
+        except VLMergeError as e: fail(f"{e}; give a JSON key map instead (merge config `key_map:`, `vlmerge distance --key-map`)")
     p = Path(path)
     if not p.exists(): fail(f"{p}: no such file")
     try: km = json.loads(p.read_text())
