@@ -125,6 +125,6 @@ def test_bert_tokenizer_in_pretraining_and_every_task(ckpts, tmp_path):
     small = VLTransformer(preset('tiny', vocab_size=len(ckpts['vocab']) - 5))
     from vlmerge.pretrain.recipe import save_model
     save_model(tmp_path/'small', small)
-    with pytest.raises(VLMergeError, match=f"the tokenizer has {len(ckpts['vocab'])} tokens, more than the model's vocab_size={len(ckpts['vocab']) - 5}"):
+    with pytest.raises(VLMergeError, match=f"the tokenizer has {len(ckpts['vocab'])} tokens but the model's vocab_size is {len(ckpts['vocab']) - 5}"):
         run_finetune(from_dict(FinetuneConfig, {'task': 'vqa', 'model': str(tmp_path/'small'), 'data': {'tokenizer': str(ckpts['bert'])},
                                                 'train': {'steps': 1}}), tmp_path/'ft2')
