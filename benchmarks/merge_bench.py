@@ -67,11 +67,11 @@ def generate(d:Path, size='110M'):
     for name in 'abc':
         p = d/f'grams_{name}'
         if (p/'model.safetensors.index.json').exists(): continue
-        with ShardWriter(p, max_shard_bytes=2**30) as w:  # one Gram at a time: at 551M they are 6.5 GB per model
-            for k, s in sh.items():
-                if len(s) == 2 and not k.startswith('embeddings'):
-                    A = torch.randn(s[1], 32, generator=g, dtype=torch.float64)
-                    w.add(k, A @ A.T + s[1] * torch.eye(s[1], dtype=torch.float64))
+        lin = {k: s for k, s in sh.items() if len(s) == 2 and not k.startswith('embeddings')}
+        with ShardWriter(p, [(k, (s[1], s[1]), torch.float64) for k, s in lin.items()], max_shard_bytes=2**30) as w:  # one Gram at a time: at 551M they are 6.5 GB per model
+            for k, s in lin.items():
+                A = torch.randn(s[1], 32, generator=g, dtype=torch.float64)
+                w.write(k, A @ A.T + s[1] * torch.eye(s[1], dtype=torch.float64))
     return n
 
 

@@ -39,3 +39,25 @@ def test_user_error_is_one_line_and_status_2(tmp_path):
 def test_unknown_subcommand():
     r = run_cli('frobnicate')
     assert r.returncode == 2 and 'invalid choice' in r.stderr
+
+
+def test_shared_options_read_the_same():
+    "Every subcommand's --out, --set and --resume come from core.add_common_args: one spelling, one kind of help."
+    import contextlib, io, re
+    from vlmerge.cli import find_commands, main
+    seen = set()
+    for name in sorted(find_commands()):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            try: main([name, '--help'])
+            except SystemExit as e: assert e.code == 0, name
+        h = ' '.join(out.getvalue().split())   # argparse wraps lines
+        if '--set' in h: assert re.search(r'--set (data\.)?KEY=VALUE override .+ \(repeatable\)', h), (name, h); seen.add('set')
+        if '--resume' in h: assert '--resume continue a killed run' in h, (name, h); seen.add('resume')
+        if '--out' in h: assert re.search(r'--out OUT \S', h), (name, h); seen.add('out')
+    assert seen == {'set', 'resume', 'out'}
+    h = io.StringIO()
+    with contextlib.redirect_stdout(h):
+        try: main(['merge', '--help'])
+        except SystemExit: pass
+    assert 'killed run' in h.getvalue() and 'removed' in h.getvalue()   # merge's --out still explains the stale temporaries

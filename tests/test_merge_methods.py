@@ -8,7 +8,7 @@ import numpy as np
 import pytest, torch, yaml
 from vlmerge.core import save_sharded, load_sd
 from vlmerge.merge import modern
-from vlmerge.merge.ops import merge_tensors, _seed_of
+from vlmerge.merge.ops import merge_tensors, seed_of
 from vlmerge.merge.stats import collect_grams_sequential
 
 DIFF = {}  # method -> largest |kernel − reference| seen
@@ -34,7 +34,7 @@ def della_ref(ts, base, weight, density, eps, lam, normalize, consensus, seed, k
     rows = [npy(t - base).reshape(base.shape[0], -1) if base.ndim > 1 else npy(t - base).reshape(1, -1) for t in ts]
     pruned = []
     for i, tv in enumerate(rows):
-        u = torch.rand(base.shape, generator=torch.Generator().manual_seed(_seed_of((seed, key, i)))).double().numpy().reshape(tv.shape)
+        u = torch.rand(base.shape, generator=torch.Generator().manual_seed(seed_of((seed, key, i)))).double().numpy().reshape(tv.shape)
         out = np.zeros_like(tv)
         for r in range(tv.shape[0]):
             order = sorted(range(tv.shape[1]), key=lambda j: (abs(tv[r, j]), j))

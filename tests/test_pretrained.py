@@ -8,6 +8,7 @@ from vlmerge.data.text import world_tokenizer, bert_tokenizer, load_tokenizer
 from vlmerge.models.config import preset, agnostic
 from vlmerge.models.transformer import VLTransformer
 from vlmerge.models.pretrained import load_init
+from vlmerge.models.keymap import load_backbone
 from vlmerge.pretrain.recipe import PretrainConfig, run_pretrain, model_config
 
 torch.set_num_threads(1)
@@ -105,7 +106,7 @@ def test_bert_tokenizer_in_pretraining_and_every_task(ckpts, tmp_path):
     folder = run_pretrain(config({'hf_bert': str(ckpts['bert'])}, k_seed=0, data=data), tmp_path/'run', progress=False)
     saved = load_tokenizer(folder)                                   # the model folder keeps BERT's tokenizer
     assert type(saved).__name__ == 'BertTokenizer' and saved.get_vocab() == load_tokenizer(ckpts['bert']).get_vocab()
-    bb = VLTransformer.from_pretrained(str(folder))
+    bb = load_backbone(folder)
     assert bb.cfg.vocab_size == len(ckpts['vocab'])
     for task in TASKS:
         tok = task_tokenizer(TaskData(tokenizer=str(ckpts['bert'])), folder, bb.cfg.max_text_len)
@@ -125,6 +126,6 @@ def test_bert_tokenizer_in_pretraining_and_every_task(ckpts, tmp_path):
     small = VLTransformer(preset('tiny', vocab_size=len(ckpts['vocab']) - 5))
     from vlmerge.pretrain.recipe import save_model
     save_model(tmp_path/'small', small)
-    with pytest.raises(VLMergeError, match=f"the tokenizer has {len(ckpts['vocab'])} tokens, more than the model's vocab_size={len(ckpts['vocab']) - 5}"):
+    with pytest.raises(VLMergeError, match=f"the tokenizer has {len(ckpts['vocab'])} tokens but the model's vocab_size is {len(ckpts['vocab']) - 5}"):
         run_finetune(from_dict(FinetuneConfig, {'task': 'vqa', 'model': str(tmp_path/'small'), 'data': {'tokenizer': str(ckpts['bert'])},
                                                 'train': {'steps': 1}}), tmp_path/'ft2')

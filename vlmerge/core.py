@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np, torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['INDEX_NAME', 'SINGLE_NAME', 'COMMANDS', 'VLMergeError', 'fail', 'set_seed', 'rng_state', 'set_rng_state',
-           'get_device', 'remove_stale', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'save_sd', 'sd_equal',
-           'ShardWriter', 'save_sharded', 'CheckpointReader', 'open_checkpoint', 'load_sd', 'from_dict', 'to_dict',
-           'apply_sets', 'load_config', 'save_config', 'human_count', 'sd_numel', 'command']
+__all__ = ['INDEX_NAME', 'SINGLE_NAME', 'CHUNK_NUMEL', 'COMMANDS', 'VLMergeError', 'fail', 'set_seed', 'rng_state',
+           'set_rng_state', 'get_device', 'remove_stale', 'atomic_path', 'atomic_write_text', 'atomic_write_json',
+           'save_sd', 'sd_equal', 'ShardWriter', 'save_sharded', 'CheckpointReader', 'open_checkpoint', 'load_sd',
+           'load_strict', 'from_dict', 'to_dict', 'apply_sets', 'load_config', 'save_config', 'human_count', 'sd_numel',
+           'command', 'add_common_args']
 
 # %% ../nbs/00_core.ipynb #a98e1a51
 class VLMergeError(Exception):
@@ -171,48 +173,106 @@ def _sd_keys(path:Path):
     except Exception as e: fail(f"{path}: not a readable safetensors file ({e})")
 
 # %% ../nbs/00_core.ipynb #3714fc5a
+import math, struct
+
+_ST_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16,
+              'I64': torch.int64, 'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8, 'U8': torch.uint8,
+              'BOOL': torch.bool, 'F8_E4M3': getattr(torch, 'float8_e4m3fn', None), 'F8_E5M2': getattr(torch, 'float8_e5m2', None)}
+_ST_NAME = {dt: name for name, dt in _ST_DTYPES.items() if dt is not None}
+CHUNK_NUMEL = 1 << 20  # elements per streamed block (4 MiB of float32): the merge engine's chunks, the distances' sums
+
+def _plan_shards(layout:list, max_shard_bytes:int) -> list:
+    "Shards as lists of (key, shape, dtype, nbytes) in layout order; a shard grows past the limit only for one big tensor."
+    shards, cur, size, seen = [], [], 0, set()
+    for key, shape, dtype in layout:
+        if key in seen: fail(f"duplicate key '{key}' in the layout")
+        if dtype not in _ST_NAME: fail(f"'{key}': dtype {dtype} cannot be written to safetensors")
+        seen.add(key); nb = math.prod(shape) * dtype.itemsize
+        if cur and size + nb > max_shard_bytes: shards.append(cur); cur, size = [], 0
+        cur.append((key, tuple(shape), dtype, nb)); size += nb
+    return shards + [cur]
+
+def _pwrite(fd:int, b, pos:int):
+    mv = memoryview(b)
+    while mv.nbytes: k = os.pwrite(fd, mv, pos); mv, pos = mv[k:], pos + k
+
+def _open_shard(path:Path, entries:list, meta:dict) -> tuple:
+    "Create a safetensors file with its header and room for `entries`: (fd, {key: (byte offset, nbytes, dtype)})."
+    entries = sorted(entries, key=lambda e: -e[2].itemsize)  # widest elements first: every tensor aligned
+    hdr, off = ({'__metadata__': meta} if meta else {}), 0
+    for key, shape, dtype, nb in entries:
+        hdr[key] = {'dtype': _ST_NAME[dtype], 'shape': list(shape), 'data_offsets': [off, off + nb]}; off += nb
+    hb = json.dumps(hdr, separators=(',', ':')).encode(); hb += b' ' * (-(8 + len(hb)) % 8)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    _pwrite(fd, struct.pack('<Q', len(hb)) + hb, 0); os.ftruncate(fd, 8 + len(hb) + off)
+    return fd, {key: (8 + len(hb) + hdr[key]['data_offsets'][0], nb, dtype) for key, shape, dtype, nb in entries}
+
+# %% ../nbs/00_core.ipynb #2d371a20
 class ShardWriter:
-    "Write tensors one by one into a sharded safetensors checkpoint folder, atomically on `close()`."
+    "Write a planned set of tensors into a sharded safetensors folder, from any thread and in row blocks, atomically on `close()`."
     def __init__(self, dest:str|Path, # destination folder (replaced on success)
-                 max_shard_bytes:int=2**30, # flush a shard when it would grow past this many bytes
-                 metadata:dict|None=None # string metadata stored in every shard and the index
+                 layout:list, # [(key, shape, dtype)] in file order
+                 max_shard_bytes:int=2**30, # start a new shard when one would grow past this many bytes
+                 metadata:dict|None=None, # string metadata in every shard's header and the index
+                 files:dict|None=None # extra text files to write beside the shards: name -> text
                 ):
-        self.dest, self.max = Path(dest), int(max_shard_bytes)
+        self.dest, self.extra = Path(dest), dict(files or {})
         self.meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-        self._ctx = atomic_path(self.dest); self.tmp = self._ctx.__enter__(); self.tmp.mkdir()
-        self.buf, self.nbuf, self.files, self.wmap, self.total = {}, 0, [], {}, 0
+        shards = _plan_shards(layout, int(max_shard_bytes))
+        self._ctx = atomic_path(self.dest); self.tmp = Path(self._ctx.__enter__()); self.tmp.mkdir()
+        self.fds, self.where, self.wmap, self._lock = [], {}, {}, threading.Lock()
+        self.total = sum(e[3] for sh in shards for e in sh)
+        try:
+            for i, sh in enumerate(shards):
+                name = f'model-{i+1:05d}-of-{len(shards):05d}.safetensors'
+                fd, at = _open_shard(self.tmp/name, sh, self.meta); self.fds.append(fd)
+                self.where.update({k: (fd, *v) for k, v in at.items()}); self.wmap.update(dict.fromkeys(at, name))
+        except BaseException: self.abort(); raise
+        self.written = dict.fromkeys(self.where, 0)
 
-    def add(self, key:str, t:torch.Tensor):
-        "Queue tensor `t` under `key`, flushing the current shard first if it is full."
-        if key in self.wmap or key in self.buf: fail(f"duplicate key '{key}' written to {self.dest}")
-        t = t.detach().to('cpu').contiguous()
-        n = t.numel() * t.element_size()
-        if self.buf and self.nbuf + n > self.max: self._flush()
-        self.buf[key] = t; self.nbuf += n; self.total += n
+    def write(self, key:str, # a key of the layout
+              t:torch.Tensor, # the tensor, or a block of its leading rows
+              elem_offset:int=0 # flat index of t's first element in the whole tensor
+             ):
+        "Write `t` (or a row block of it) at its place in its shard; safe to call from several threads."
+        if key not in self.where: fail(f"{self.dest}: '{key}' is not in the writer's layout")
+        fd, off, nb, dtype = self.where[key]
+        if t.dtype != dtype: raise ValueError(f"'{key}': got {t.dtype}, the layout says {dtype}")
+        if t.numel() == 0: return
+        b = t.detach().to('cpu').contiguous().reshape(-1).view(torch.uint8).numpy()
+        pos = off + elem_offset * t.element_size()
+        if elem_offset < 0 or pos + b.nbytes > off + nb: raise ValueError(f"'{key}': write past the end of the tensor")
+        _pwrite(fd, b, pos)
+        with self._lock: self.written[key] += b.nbytes
 
-    def _flush(self):
-        name = f'part-{len(self.files)+1:05d}.safetensors'
-        save_file(_prep(self.buf), str(self.tmp/name), metadata=self.meta)
-        self.files.append(name); self.wmap.update({k: name for k in self.buf}); self.buf, self.nbuf = {}, 0
+# %% ../nbs/00_core.ipynb #43a14577
+@patch
+def close(self:ShardWriter) -> Path:
+    "Check every tensor was written whole, write the index and the extra files, and move the folder into place."
+    short = [k for k, (fd, off, nb, dt) in self.where.items() if self.written[k] != nb]
+    if short: self.abort(); raise RuntimeError(f"'{short[0]}' was not completely written")
+    for fd in self.fds: os.fsync(fd); os.close(fd)
+    self.fds = []
+    idx = {'metadata': {'total_size': self.total, **self.meta}, 'weight_map': dict(sorted(self.wmap.items()))}
+    (self.tmp/INDEX_NAME).write_text(json.dumps(idx, indent=2) + '\n')
+    for name, text in self.extra.items(): (self.tmp/name).write_text(text)
+    self._ctx.__exit__(None, None, None)
+    return self.dest
 
-    def close(self) -> Path:
-        "Write the last shard and the index, rename shards to `model-0000i-of-0000N`, move the folder into place."
-        if self.buf or not self.files: self._flush()
-        n = len(self.files); ren = {f: f'model-{i+1:05d}-of-{n:05d}.safetensors' for i, f in enumerate(self.files)}
-        for a, b in ren.items(): os.replace(self.tmp/a, self.tmp/b)
-        idx = {'metadata': {'total_size': self.total, **self.meta}, 'weight_map': {k: ren[f] for k, f in sorted(self.wmap.items())}}
-        (self.tmp/INDEX_NAME).write_text(json.dumps(idx, indent=2) + '\n')
-        self._ctx.__exit__(None, None, None)
-        return self.dest
+@patch
+def abort(self:ShardWriter):
+    "Drop everything written so far; the destination is left as it was."
+    for fd in self.fds: os.close(fd)
+    self.fds = []
+    self._ctx.__exit__(RuntimeError, RuntimeError('ShardWriter aborted'), None)
 
-    def abort(self):
-        "Drop everything written so far; the destination is left as it was."
-        self._ctx.__exit__(RuntimeError, RuntimeError('ShardWriter aborted'), None)
+@patch
+def __enter__(self:ShardWriter): return self
 
-    def __enter__(self): return self
-    def __exit__(self, typ, val, tb):
-        if typ is None: self.close()
-        else: self.abort()
+@patch
+def __exit__(self:ShardWriter, typ, val, tb):
+    if typ is None: self.close()
+    else: self.abort()
 
 def save_sharded(sd:dict, # state dict
                  dest:str|Path, # destination folder
@@ -220,15 +280,13 @@ def save_sharded(sd:dict, # state dict
                  metadata:dict|None=None # string metadata
                 ) -> Path:
     "Save `sd` as a sharded safetensors checkpoint folder with an index JSON, atomically."
-    with ShardWriter(dest, max_shard_bytes, metadata) as w:
-        for k, v in sd.items(): w.add(k, v)
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad: fail(f"state dict key '{bad[0]}': expected a tensor, got {type(sd[bad[0]]).__name__}")
+    with ShardWriter(dest, [(k, tuple(v.shape), v.dtype) for k, v in sd.items()], max_shard_bytes, metadata) as w:
+        for k, v in sd.items(): w.write(k, v)
     return Path(dest)
 
 # %% ../nbs/00_core.ipynb #a26f9b6e
-_ST_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16,
-              'I64': torch.int64, 'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8, 'U8': torch.uint8,
-              'BOOL': torch.bool, 'F8_E4M3': getattr(torch, 'float8_e4m3fn', None), 'F8_E5M2': getattr(torch, 'float8_e5m2', None)}
-
 class CheckpointReader:
     "Lazy, read-only view of a safetensors checkpoint (one file or shards): keys, shapes, dtypes, one tensor at a time."
     def __init__(self, files:dict, # key -> safetensors file holding it
@@ -253,24 +311,32 @@ class CheckpointReader:
     def dtype(self, key) -> torch.dtype: return _ST_DTYPES[self._f(key).get_slice(key).get_dtype()]
     def numel(self, key) -> int: return int(np.prod(self.shape(key), dtype=np.int64))
 
-    def get(self, key) -> torch.Tensor:
-        "Load the tensor `key`."
-        return self._read(key, lambda f: f.get_tensor(key))
+# %% ../nbs/00_core.ipynb #d3e6d4ca
+@patch
+def get(self:CheckpointReader, key) -> torch.Tensor:
+    "Load the tensor `key`."
+    return self._read(key, lambda f: f.get_tensor(key))
 
-    def rows(self, key, a:int, b:int) -> torch.Tensor:
-        "Load rows `a:b` of tensor `key` only (a scalar comes back whole): streaming without holding a whole tensor."
-        if len(self.shape(key)) == 0: return self.get(key)
-        return self._read(key, lambda f: f.get_slice(key)[a:b])
+@patch
+def rows(self:CheckpointReader, key, a:int, b:int) -> torch.Tensor:
+    "Load rows `a:b` of tensor `key` only (a scalar comes back whole): streaming without holding a whole tensor."
+    if len(self.shape(key)) == 0: return self.get(key)
+    return self._read(key, lambda f: f.get_slice(key)[a:b])
 
-    def _read(self, key, fn):
-        f = self._f(key)
-        try: return fn(f)
-        except Exception as e: fail(f"{self.files[key]}: key '{key}' could not be read ({e})")
+@patch
+def _read(self:CheckpointReader, key, fn):
+    f = self._f(key)
+    try: return fn(f)
+    except Exception as e: fail(f"{self.files[key]}: key '{key}' could not be read ({e})")
 
-    def close(self): self._open.clear()
-    def __enter__(self): return self
-    def __exit__(self, *a): self.close()
-    def __repr__(self): return f"CheckpointReader({self.where}, {len(self)} tensors)"
+@patch
+def close(self:CheckpointReader): self._open.clear()
+@patch
+def __enter__(self:CheckpointReader): return self
+@patch
+def __exit__(self:CheckpointReader, *a): self.close()
+@patch
+def __repr__(self:CheckpointReader): return f"CheckpointReader({self.where}, {len(self)} tensors)"
 
 # %% ../nbs/00_core.ipynb #5bbf3c21
 def open_checkpoint(path:str|Path # .safetensors file, folder with model.safetensors or shards, or an index JSON
@@ -307,6 +373,23 @@ def load_sd(path:str|Path, # a .safetensors file, a sharded checkpoint folder or
     r = open_checkpoint(path)
     return {k: r.get(k).to(device) for k in r.keys()}
 
+# %% ../nbs/00_core.ipynb #a901d175
+def _named(ks:list) -> str:
+    return f"'{ks[0]}'" + (f" and {len(ks) - 1} more ({', '.join(map(repr, ks[1:4]))}{', ...' if len(ks) > 4 else ''})" if len(ks) > 1 else '')
+
+def load_strict(module:torch.nn.Module, # the module to fill
+                sd:dict, # its state dict, e.g. from `load_sd`
+                where:str|Path # the file it came from (for messages)
+               ) -> torch.nn.Module:
+    "Load `sd` into `module`, failing with the file and the keys on any missing, unexpected or misshapen key."
+    own = module.state_dict()
+    if miss := [k for k in own if k not in sd]: fail(f"{where}: missing key {_named(miss)}")
+    if extra := [k for k in sd if k not in own]: fail(f"{where}: unexpected key {_named(extra)}")
+    if bad := [k for k in own if own[k].shape != sd[k].shape]:
+        fail(f"{where}: key '{bad[0]}' has shape {tuple(sd[bad[0]].shape)}, expected {tuple(own[bad[0]].shape)}")
+    module.load_state_dict(sd)
+    return module
+
 # %% ../nbs/00_core.ipynb #5aedff69
 def _field_types(cls):
     return typing.get_type_hints(cls)
@@ -336,6 +419,7 @@ def _check_value(v, tp, where):
         return list(vals) if origin is list else tuple(vals)
     return v
 
+# %% ../nbs/00_core.ipynb #3f34757a
 def from_dict(cls, # a dataclass type
               d:dict, # plain values (from YAML/JSON)
               where:str='' # name of the source, for error messages
@@ -416,3 +500,25 @@ def command(name:str, # the subcommand, as typed after `vlmerge`
         COMMANDS[name] = fn
         return fn
     return deco
+
+# %% ../nbs/00_core.ipynb #53b79e5f
+import argparse
+
+def add_common_args(p:argparse.ArgumentParser, # the subcommand's parser
+                    out:str|None=None, # help for --out (None: no --out)
+                    out_default:str|None=None, # --out's default; None with `out_required`: --out must be given
+                    out_required:bool=True, # with no default, --out must be given
+                    resume:str|None=None, # help for --resume (None: no --resume)
+                    sets:str|None=None, # what --set overrides, e.g. 'a config value, e.g. train.steps=100' (None: no --set)
+                    set_metavar:str='KEY=VALUE', # how --set's argument reads
+                    no_progress:bool=False # also add --no-progress
+                   ) -> argparse.ArgumentParser:
+    "Add the options subcommands share (`--out`, `--resume`, `--set`, `--no-progress`), spelled and explained one way."
+    if out is not None:
+        p.add_argument('--out', default=out_default, required=out_default is None and out_required,
+                       help=out + (f' (default: {out_default})' if out_default is not None else ''))
+    if resume is not None: p.add_argument('--resume', action='store_true', help=resume)
+    if sets is not None:
+        p.add_argument('--set', action='append', default=[], metavar=set_metavar, help=f'override {sets} (repeatable)')
+    if no_progress: p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    return p

@@ -8,11 +8,13 @@ import argparse, dataclasses, json, math, time, typing
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
-from .core import fail, from_dict, to_dict, get_device, atomic_write_json, command, apply_sets
+from .core import fail, from_dict, to_dict, get_device, atomic_write_json, command, apply_sets, add_common_args
 from .train import to_device
 from .data.world import IGNORE_INDEX, normalize_answer
 from .models.config import VLConfig
-from .heads import (TASKS, TaskModel, RetrievalHead, load_backbone, load_task_model, read_task_info)
+from .heads import (TASKS, TaskModel, RetrievalHead, load_task_model, read_task_info)
+from .pretrain.recipe import load_model
+from .data.text import check_vocab
 
 # %% auto #0
 __all__ = ['vqa_accuracy', 'accuracy', 'topk_accuracy', 'retrieval_recall', 'confusion_matrix', 'segmentation_scores', 'TaskData',
@@ -276,15 +278,12 @@ def evaluate_checkpoint(folder:str|Path, # a fine-tuned, pre-trained or merged m
     if info is not None:
         _check_vocab(info, meta, folder)
         tm = load_task_model(folder); tok = task_tokenizer(data, folder, tm.backbone.cfg.max_text_len)
-        _check_tokenizer(tok, tm.backbone.cfg, folder)
+        check_vocab(tok, tm.backbone.cfg.vocab_size, folder)
         return evaluate_model(tm, splits[split], tok, batch_size, device)
-    bb, heads = load_backbone(folder)
+    bb, heads = load_model(folder)
     if heads is None: fail(f"{folder}: zero-shot {task} needs the contrastive heads, and the folder has no heads.safetensors")
-    tok = task_tokenizer(data, folder, bb.cfg.max_text_len); _check_tokenizer(tok, bb.cfg, folder)
+    tok = task_tokenizer(data, folder, bb.cfg.max_text_len); check_vocab(tok, bb.cfg.vocab_size, folder)
     return zero_shot(bb, heads, task, splits[split], tok, meta.get('classes'), batch_size=batch_size, device=device)
-
-def _check_tokenizer(tok, cfg, folder):
-    if len(tok) > cfg.vocab_size: fail(f"{folder}: the tokenizer has {len(tok)} tokens, more than the model's vocab_size={cfg.vocab_size}")
 
 # %% ../nbs/06a_evaluate.ipynb #1ba00f7b
 @command('evaluate', help='score a model folder on a downstream task (fine-tuned head, or zero-shot retrieval/classification)')
@@ -294,8 +293,8 @@ def evaluate_cmd(argv:list):
     p.add_argument('checkpoint', help='a model folder (fine-tuned, pre-trained or merged)')
     p.add_argument('--task', choices=TASKS, help='the task (default: the fine-tuned folder\'s)')
     p.add_argument('--split', default='test', help='the split to score (default: test)')
-    p.add_argument('--out', help='the JSON file to write (default: CHECKPOINT/eval_TASK_SPLIT.json)')
-    p.add_argument('--set', action='append', default=[], metavar='data.KEY=VALUE', help='data settings, e.g. data.size=small')
+    add_common_args(p, out='the JSON file to write (default: CHECKPOINT/eval_TASK_SPLIT.json)', out_required=False,
+                    sets='data settings, e.g. data.size=small', set_metavar='data.KEY=VALUE')
     p.add_argument('--batch-size', type=int, default=64, help='examples per forward pass')
     p.add_argument('--device', help="'cpu', 'cuda', ... (default: the best available)")
     a = p.parse_args(argv)

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 import torch.distributed as dist
-from .core import fail, from_dict, to_dict, save_config, load_config, atomic_write_json, set_seed, get_device, command
+from .core import fail, from_dict, to_dict, save_config, load_config, atomic_write_json, set_seed, get_device, command, add_common_args
 from .train import TrainConfig, train, init_distributed, dist_info
-from .heads import TASKS, new_task_model, save_task_model, load_backbone, loss_for
-from .evaluate import TaskData, load_task_data, task_tokenizer, task_collate, evaluate_model, _check_tokenizer
+from .heads import TASKS, new_task_model, save_task_model, loss_for
+from .evaluate import TaskData, load_task_data, task_tokenizer, task_collate, evaluate_model
+from .pretrain.recipe import load_model
+from .data.text import check_vocab
 
 # %% auto #0
 __all__ = ['PROFILES', 'FinetuneConfig', 'train_config', 'run_finetune', 'read_finetune_config', 'finetune_cmd']
@@ -86,13 +88,13 @@ def run_finetune(cfg:FinetuneConfig, # the run
     splits, meta = load_task_data(t, cfg.data)
     for s in ('train', cfg.eval_split):
         if s not in splits: fail(f"data: no split '{s}' for task '{t}' (have: {', '.join(splits)})")
-    bb, heads = load_backbone(cfg.model)
+    bb, heads = load_model(cfg.model)
     if cfg.image_size and cfg.image_size != bb.cfg.image_size:   # e.g. pre-trained at 224 px, fine-tuned at 384 px
         from vlmerge.models.pretrained import resize_image
         bb, rep = resize_image(bb, cfg.image_size)
         if rank == 0: print(rep)
     tok = task_tokenizer(cfg.data, cfg.model, bb.cfg.max_text_len) if t != 'classification' and t != 'segmentation' else None
-    if tok is not None: _check_tokenizer(tok, bb.cfg, cfg.model)
+    if tok is not None: check_vocab(tok, bb.cfg.vocab_size, cfg.model)
     tcfg = train_config(cfg, len(splits['train']))
     set_seed(tcfg.seed)
     tm = new_task_model(t, bb, heads, answers=meta.get('answers'), classes=meta.get('classes'))
@@ -127,10 +129,9 @@ def finetune_cmd(argv:list):
     "`vlmerge finetune CONFIG.yaml --out DIR [--model FOLDER] [--resume] [--set KEY=VALUE ...]`"
     p = argparse.ArgumentParser(prog='vlmerge finetune', description='Fine-tune a model folder on one downstream task, then evaluate it; works under torchrun.')
     p.add_argument('config', help='fine-tuning YAML (see the finetune notebook)')
-    p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--model', help='the model folder to fine-tune (overrides the YAML)')
-    p.add_argument('--resume', action='store_true', help='continue a killed run from its checkpoint')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config value, e.g. train.steps=100')
+    add_common_args(p, out='output folder (model/, results.json)', resume='continue a killed run from its checkpoint',
+                    sets='a config value, e.g. train.steps=100')
     p.add_argument('--progress', action='store_true', help='show a progress bar')
     a = p.parse_args(argv)
     cfg = read_finetune_config(a.config, a.set + ([f'model={a.model}'] if a.model else []))

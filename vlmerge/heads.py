@@ -15,8 +15,8 @@ from .pretrain.objectives import PretrainHeads, contrastive_loss
 
 # %% auto #0
 __all__ = ['TASKS', 'MLPHead', 'RetrievalHead', 'ClassificationHead', 'SegmentationHead', 'make_head', 'extend_token_types',
-           'TaskModel', 'vqa_loss', 'seg_class_weights', 'task_loss', 'loss_for', 'load_backbone', 'new_task_model',
-           'save_task_model', 'read_task_info', 'load_task_model']
+           'TaskModel', 'vqa_loss', 'seg_class_weights', 'task_loss', 'loss_for', 'new_task_model', 'save_task_model',
+           'read_task_info', 'load_task_model']
 
 # %% ../nbs/06_heads.ipynb #939523e5
 TASKS = ('vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation')
@@ -179,48 +179,8 @@ def loss_for(task:str # one of TASKS
     return lambda model, batch: task_loss(task, model(batch), batch)
 
 # %% ../nbs/06_heads.ipynb #8cb0f033
-@contextlib.contextmanager
-def _quiet_hf():
-    "Silence transformers' load reports and progress bars (our own checks report what matters)."
-    from transformers.utils import logging as hl
-    verb, bars = hl.get_verbosity(), hl.is_progress_bar_enabled()
-    hl.set_verbosity_error(); hl.disable_progress_bar()
-    try: yield
-    finally:
-        hl.set_verbosity(verb)
-        if bars: hl.enable_progress_bar()
-
-def load_backbone(folder:str|Path # a model folder: config.json + model.safetensors (or shards) [+ heads.safetensors]
-                 ) -> tuple:
-    "(backbone, PretrainHeads or None) from a model folder, failing on any missing, unexpected or misshapen key."
-    from vlmerge.core import SINGLE_NAME, INDEX_NAME
-    folder = Path(folder)
-    if not (folder/'config.json').exists(): fail(f"{folder}: not a model folder (no config.json)")
-    if not ((folder/SINGLE_NAME).exists() or (folder/INDEX_NAME).exists()): fail(f"{folder}: no weights ({SINGLE_NAME} or {INDEX_NAME})")
-    try:
-        with _quiet_hf(): bb, info = VLTransformer.from_pretrained(str(folder), output_loading_info=True)
-    except Exception as e: fail(f"{folder}: cannot load the model ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})")
-    for kind in ('missing_keys', 'unexpected_keys', 'mismatched_keys'):
-        ks = sorted(str(k) for k in info.get(kind) or [])
-        if ks: fail(f"{folder}: {kind.replace('_', ' ')[:-1]} '{ks[0]}'" + (f" and {len(ks) - 1} more" if len(ks) > 1 else '') +
-                    f" (config variant '{bb.cfg.variant}'; do the weights belong to this config?)")
-    heads = None
-    if (folder/'heads.safetensors').exists():
-        sd = load_sd(folder/'heads.safetensors')
-        if 'itc_image.weight' not in sd: fail(f"{folder/'heads.safetensors'}: no key 'itc_image.weight'")
-        heads = PretrainHeads(bb.cfg, sd['itc_image.weight'].shape[0])
-        _load_strict(heads, sd, folder/'heads.safetensors')
-    return bb.eval(), heads
-
-def _load_strict(module, sd, where):
-    "Load `sd` into `module`, failing with the first missing / unexpected / misshapen key."
-    own = module.state_dict()
-    miss, extra = [k for k in own if k not in sd], [k for k in sd if k not in own]
-    if miss: fail(f"{where}: no key '{miss[0]}'" + (f" (and {len(miss) - 1} more)" if len(miss) > 1 else ''))
-    if extra: fail(f"{where}: unexpected key '{extra[0]}'")
-    bad = [k for k in own if own[k].shape != sd[k].shape]
-    if bad: fail(f"{where}: key '{bad[0]}' has shape {tuple(sd[bad[0]].shape)}, expected {tuple(own[bad[0]].shape)}")
-    module.load_state_dict(sd)
+from .models.keymap import load_backbone, quiet_hf  # the one strict loader of a model folder's backbone
+from .core import load_strict  # heads load strictly too, naming the file and the keys
 
 # %% ../nbs/06_heads.ipynb #e9b7b180
 def new_task_model(task:str, # one of TASKS
@@ -251,7 +211,7 @@ def save_task_model(folder:str|Path, # destination (replaced atomically)
     "Write a fine-tuned model folder: the backbone's HF checkpoint, task_head.safetensors and task.json."
     folder = Path(folder)
     with atomic_path(folder) as t:
-        with _quiet_hf(): tm.backbone.save_pretrained(str(t), safe_serialization=True)
+        with quiet_hf(): tm.backbone.save_pretrained(str(t), safe_serialization=True)
         save_sd(tm.head.state_dict(), t/'task_head.safetensors')
         (t/'task.json').write_text(json.dumps({'task': tm.task, **tm.info, **(extra or {})}, indent=2) + '\n')
     return folder
@@ -271,10 +231,10 @@ def load_task_model(folder:str|Path # a folder written by `save_task_model`
     folder = Path(folder); info = read_task_info(folder)
     if info is None: fail(f"{folder}: no task.json (not a fine-tuned model folder; run `vlmerge finetune` first)")
     if not (folder/'task_head.safetensors').exists(): fail(f"{folder}: no task_head.safetensors")
-    task = info['task']; bb, _ = load_backbone(folder)
+    task = info['task']; bb = load_backbone(folder)
     for k in {'vqa': ('num_answers',), 'classification': ('num_classes',), 'segmentation': ('num_classes',)}.get(task, ()):
         if not isinstance(info.get(k), int): fail(f"{folder/'task.json'}: task '{task}' needs an integer '{k}'")
     head = make_head(task, bb.cfg, info.get('num_answers'), info.get('num_classes'), info.get('embed_dim'))
-    _load_strict(head, load_sd(folder/'task_head.safetensors'), folder/'task_head.safetensors')
+    load_strict(head, load_sd(folder/'task_head.safetensors'), folder/'task_head.safetensors')
     keep = ('num_answers', 'answers', 'num_classes', 'classes', 'embed_dim', 'from_pretrain_heads')
     return TaskModel(bb, head, task, {k: info[k] for k in keep if k in info}).eval()

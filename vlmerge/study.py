@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch
 from .core import (fail, from_dict, to_dict, save_config, load_config, apply_sets, atomic_write_json, atomic_write_text, atomic_path, save_sd,
-                          load_sd, open_checkpoint, command, set_seed, human_count)
+                          load_sd, open_checkpoint, command, set_seed, human_count, add_common_args)
 from .models.config import VLConfig, agnostic
 from .models.transformer import VLTransformer
 from .models.keymap import key_map
@@ -729,11 +729,10 @@ def study_cmd(argv:list):
     "`vlmerge study CONFIG.yaml --out DIR [--shard I/N | --workers N] [--report-only] [--set KEY=VALUE ...]`"
     p = argparse.ArgumentParser(prog='vlmerge study', description='Run (or resume) a study grid; finished cells are skipped.')
     p.add_argument('config', help='study YAML (see the study notebook)')
-    p.add_argument('--out', required=True, help='output folder')
+    add_common_args(p, out='output folder (re-running resumes: finished cells are skipped)', sets='a config value, e.g. seeds=[0]')
     p.add_argument('--shard', default='0/1', help='I/N: run only shard I of N (one process per GPU)')
     p.add_argument('--workers', type=int, default=1, help='N > 1: run the shards in N local processes, one math thread each, then report')
     p.add_argument('--report-only', action='store_true', help='only rewrite the report from finished cells')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config value')
     a = p.parse_args(argv)
     cfg = load_config(StudyConfig, a.config, a.set)
     if a.report_only: idx = report(cfg, a.out)
@@ -765,9 +764,8 @@ DEMO = {
 def demo_cmd(argv:list):
     "`vlmerge demo [--out runs/demo] [--workers 2]`: run the demo study and print its tables."
     p = argparse.ArgumentParser(prog='vlmerge demo', description='A small study grid on the built-in world: pre-train, merge, measure, fine-tune, evaluate.')
-    p.add_argument('--out', default='runs/demo', help='output folder (re-running resumes)')
+    add_common_args(p, out='output folder (re-running resumes)', out_default='runs/demo', sets='a config value, e.g. seeds=[0]')
     p.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1), help='processes, each with one math thread')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config value, e.g. seeds=[0]')
     a = p.parse_args(argv)
     cfg = from_dict(StudyConfig, apply_sets(json.loads(json.dumps(DEMO)), a.set), 'demo config')
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse, dataclasses, json, re
 from pathlib import Path
 import yaml
-from ..core import fail, VLMergeError, from_dict, command, open_checkpoint
-from .engine import merge_models, fold_experts, layer_index
+from ..core import fail, from_dict, command, open_checkpoint, add_common_args
+from ..models.keymap import load_key_map, layer_index
+from .engine import merge_models, fold_experts
 from .ops import get_method
 
 # %% auto #0
-__all__ = ['MergeConfig', 'parse_config', 'load_key_map', 'run_config', 'merge_command']
+__all__ = ['MergeConfig', 'parse_config', 'run_config', 'merge_command']
 
 # %% ../../nbs/04c_merge.config.ipynb #1c1a5daf
 @dataclasses.dataclass
@@ -35,6 +36,7 @@ class MergeConfig:
     chat_template: str|None = None # mergekit: not supported
     name: str|None = None # free-form name, kept in the output metadata
 
+# %% ../../nbs/04c_merge.config.ipynb #1a023a8f
 def _model_entry(e, i):
     if isinstance(e, str): return {'model': e}
     if not isinstance(e, dict): fail(f"models[{i}]: expected a mapping with 'model', got {e!r}")
@@ -88,27 +90,6 @@ def _json(p):
     try: return json.loads(Path(p).read_text())
     except (OSError, json.JSONDecodeError) as e: fail(f"{p}: cannot read JSON ({e})")
 
-def load_key_map(folder:str|Path, # a modality-specific checkpoint folder with config.json
-                 path:str|Path|None=None # an explicit key-map JSON instead
-                ) -> dict:
-    "The key map {shared: {expert: key}} of a checkpoint folder (from its config.json) or from a JSON file."
-    if path is not None:
-        km = _json(path)
-        if not isinstance(km, dict) or not all(isinstance(v, dict) for v in km.values()): fail(f"{path}: expected {{shared_key: {{expert: expert_key}}}}")
-        return km
-    folder = Path(folder)
-    if not (folder/'config.json').exists(): fail(f"{folder}: no config.json to derive the key map from; give key_map: FILE.json")
-    from vlmerge.models.keymap import key_map
-    try:
-        from vlmerge.models.hf import load_model_config
-        cfg = load_model_config(folder)
-    except ImportError:
-        from vlmerge.models.config import VLMergeConfig
-        try: cfg = VLMergeConfig.from_pretrained(str(folder)).to_vl()
-        except VLMergeError: raise
-        except Exception as e: fail(f"{folder}/config.json: not a vlmerge model config ({e})")
-    return key_map(cfg)
-
 def _agnostic_config(folder):
     p = Path(folder)/'config.json'
     if not p.exists(): return None
@@ -121,6 +102,7 @@ def _folder(p):
     p = Path(p)
     return p if p.is_dir() else p.parent
 
+# %% ../../nbs/04c_merge.config.ipynb #b65c988c
 def run_config(c:MergeConfig|dict, # the config
                out:str|Path|None=None, # destination folder (None: return the state dict)
                threads:int|None=None, # worker threads
@@ -162,11 +144,10 @@ def merge_command(argv:list # command-line arguments after `vlmerge merge`
     "`vlmerge merge CONFIG.yaml --out DIR`: validate the config and inputs, then merge, streaming, into DIR."
     ap = argparse.ArgumentParser(prog='vlmerge merge', description=merge_command.__doc__)
     ap.add_argument('config', help='merge config (YAML or JSON)')
-    ap.add_argument('--out', required=True, help='output folder (created atomically; replaced if it exists). Temporary folders that a killed run on this machine left beside it (named .OUT.PID-START@HOST.*.tmp) are removed first, once their writer is provably dead')
+    add_common_args(ap, out='output folder (created atomically; replaced if it exists). Temporary folders that a killed run on this machine left beside it (named .OUT.PID-START@HOST.*.tmp) are removed first, once their writer is provably dead', no_progress=True)
     ap.add_argument('--threads', type=int, default=None, help='worker threads (default: up to 4, one per core)')
     ap.add_argument('--max-shard-size', default='5GB', help='largest output shard, e.g. 2GB (default 5GB)')
     ap.add_argument('--dry-run', action='store_true', help='validate the config and the inputs, write nothing')
-    ap.add_argument('--no-progress', action='store_true', help='no progress bar')
     a = ap.parse_args(argv)
     p = Path(a.config)
     if not p.exists(): fail(f"{p}: no such file")

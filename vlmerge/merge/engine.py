@@ -13,11 +13,11 @@ from ..core import fail, VLMergeError, open_checkpoint, atomic_path, CheckpointR
 from .ops import get_method, merge_tensors, kth_largest_abs, check_param, MergeMethod, STATISTICS
 
 # %% auto #0
-__all__ = ['CHUNK_NUMEL', 'RELEASED_ORDER', 'as_source', 'layer_index', 'layer_t', 'resolve_setting', 'Rule', 'Task',
-           'SafetensorsWriter', 'check_out_path', 'run_tasks', 'merge_models', 'fold_experts', 'expert_order']
+__all__ = ['as_source', 'layer_t', 'resolve_setting', 'Rule', 'Task', 'check_out_path', 'run_tasks', 'merge_models',
+           'fold_experts']
 
 # %% ../../nbs/04b_merge.engine.ipynb #809d56fb
-CHUNK_NUMEL = 1 << 20  # elements per streamed chunk (4 MiB of float32)
+from ..core import CHUNK_NUMEL  # elements per streamed chunk (4 MiB of float32), one constant in core
 
 class _DictSrc:
     def __init__(self, sd, name): self.sd, self.name = sd, name
@@ -54,13 +54,7 @@ def as_source(x, # a state dict, or a path to a safetensors file / checkpoint fo
     fail(f"{name}: expected a state dict or a checkpoint path, got {type(x).__name__}")
 
 # %% ../../nbs/04b_merge.engine.ipynb #d130fb8c
-_LAYER = re.compile(r'\.(\d+)\.')
-
-def layer_index(key:str # a tensor name
-               ) -> int|None:
-    "The layer number in a tensor name (the first `.N.` component), or None."
-    m = _LAYER.search(key)
-    return int(m.group(1)) if m else None
+from ..models.keymap import layer_index, expert_order  # a key's block and the experts' order: one rule each, shared with metrics
 
 def _is_post(key): return bool(re.search(r'(^|\.)(lm_head|head|pooler|final\w*|ln_f|norm_f|norm)(\.|$)', key))
 
@@ -179,77 +173,7 @@ def _resolve(task, spec, n_layers, where):
     return task
 
 # %% ../../nbs/04b_merge.engine.ipynb #8ddebda6
-_ST_NAME = {torch.float64: 'F64', torch.float32: 'F32', torch.float16: 'F16', torch.bfloat16: 'BF16', torch.int64: 'I64',
-            torch.int32: 'I32', torch.int16: 'I16', torch.int8: 'I8', torch.uint8: 'U8', torch.bool: 'BOOL'}
-
-def _nbytes(shape, dtype): return math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-
-class SafetensorsWriter:
-    "Write a known set of tensors into pre-planned safetensors shards, from any thread, atomically on `close()`."
-    def __init__(self, dest:str|Path, # destination folder (replaced on success)
-                 layout:list, # [(key, shape, dtype)] in file order
-                 max_shard_bytes:int=5 * 2**30, # largest shard
-                 metadata:dict|None=None, # string metadata in every header and the index
-                 files:dict|None=None # extra files to write beside the shards: name -> text
-                ):
-        self.dest, self.meta, self.extra = Path(dest), {str(k): str(v) for k, v in (metadata or {}).items()}, files or {}
-        shards, cur, size = [], [], 0
-        for key, shape, dtype in layout:
-            if dtype not in _ST_NAME: fail(f"'{key}': dtype {dtype} cannot be written to safetensors")
-            nb = _nbytes(shape, dtype)
-            if cur and size + nb > max_shard_bytes: shards.append(cur); cur, size = [], 0
-            cur.append((key, tuple(shape), dtype, nb)); size += nb
-        shards.append(cur)
-        self._ctx = atomic_path(self.dest); self.tmp = Path(self._ctx.__enter__()); self.tmp.mkdir()
-        self.where, self.fds, self.total, self.wmap = {}, [], 0, {}
-        n = len(shards)
-        for si, sh in enumerate(shards):
-            name = f'model-{si+1:05d}-of-{n:05d}.safetensors'
-            hdr, off = {'__metadata__': self.meta} if self.meta else {}, 0
-            for key, shape, dtype, nb in sh:
-                hdr[key] = {'dtype': _ST_NAME[dtype], 'shape': list(shape), 'data_offsets': [off, off + nb]}; off += nb
-            hb = json.dumps(hdr, separators=(',', ':')).encode()
-            hb += b' ' * (-(8 + len(hb)) % 8)
-            fd = os.open(self.tmp / name, os.O_RDWR | os.O_CREAT, 0o644)
-            os.write(fd, struct.pack('<Q', len(hb)) + hb); os.ftruncate(fd, 8 + len(hb) + off)
-            self.fds.append(fd)
-            for key, shape, dtype, nb in sh:
-                self.where[key] = (fd, 8 + len(hb) + hdr[key]['data_offsets'][0], nb); self.wmap[key] = name
-            self.total += off
-        self.written = {k: 0 for k in self.where}
-
-    def write(self, key:str, # output key
-              t:torch.Tensor, # the tensor, or a block of its leading rows
-              elem_offset:int=0 # flat index of t's first element
-             ):
-        "Write `t` (or a row block of it) at its place in its shard."
-        fd, off, nb = self.where[key]
-        if t.numel() == 0: return
-        b = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-        pos = off + elem_offset * t.element_size()
-        if pos + b.nbytes > off + nb: raise ValueError(f"'{key}': write past the end of the tensor")
-        mv = memoryview(b)
-        while mv.nbytes:
-            k = os.pwrite(fd, mv, pos); mv, pos = mv[k:], pos + k
-        self.written[key] += b.nbytes
-
-    def close(self) -> Path:
-        "Check every tensor was written, write the index, and move the folder into place."
-        short = [k for k, (fd, off, nb) in self.where.items() if self.written[k] != nb]
-        if short: self.abort(); raise RuntimeError(f"'{short[0]}' was not completely written")
-        for fd in self.fds: os.fsync(fd); os.close(fd)
-        self.fds = []
-        idx = {'metadata': {'total_size': self.total, **self.meta}, 'weight_map': dict(sorted(self.wmap.items()))}
-        (self.tmp / INDEX_NAME).write_text(json.dumps(idx, indent=2) + '\n')
-        for name, text in self.extra.items(): (self.tmp / name).write_text(text)
-        self._ctx.__exit__(None, None, None)
-        return self.dest
-
-    def abort(self):
-        "Remove everything written; the destination is left as it was."
-        for fd in self.fds: os.close(fd)
-        self.fds = []
-        self._ctx.__exit__(RuntimeError, RuntimeError('aborted'), None)
+from ..core import ShardWriter  # the one sharded writer (vlmerge.core): shards planned from the layout, written from any thread
 
 # %% ../../nbs/04b_merge.engine.ipynb #3844d500
 def check_out_path(out:str|Path, # destination folder
@@ -422,7 +346,7 @@ def _execute(tasks, out, threads, progress, max_shard_bytes, metadata, files, dr
         run_tasks(tasks, write, threads, progress)
         return {t.key: res[t.key] for t in tasks}
     layout = [(t.key, t.shape, t.out_dtype or t.dtype) for t in tasks]
-    w = SafetensorsWriter(out, layout, max_shard_bytes, metadata, files)
+    w = ShardWriter(out, layout, max_shard_bytes, metadata, files)
     try: run_tasks(tasks, w.write, threads, progress)
     except BaseException: w.abort(); raise
     return w.close()
@@ -576,14 +500,6 @@ def fold_experts(model, # modality-specific state dict or checkpoint path
     order = {k: i for i, k in enumerate(_agnostic_order(src.keys(), ek))}
     tasks.sort(key=lambda t: order.get(t.key, len(order)))
     return _execute(tasks, out, threads, progress, max_shard_bytes, metadata, files, dry_run)
-
-RELEASED_ORDER = ('v', 'l', 'vl')
-
-def expert_order(key_map:dict # {shared_key: {expert: expert_key}}
-                ) -> list:
-    "The order in which a fold hands experts to a method: the released code's v, l, vl first, then any others as the map names them."
-    seen = list(dict.fromkeys(e for ex in key_map.values() for e in ex))
-    return sorted(seen, key=lambda e: (RELEASED_ORDER.index(e) if e in RELEASED_ORDER else len(RELEASED_ORDER), seen.index(e)))
 
 def _agnostic_order(keys, ek):
     "Output keys in the checkpoint's order, each shared key where its first expert was."

@@ -8,7 +8,7 @@ import math
 from typing import Literal
 import torch
 from ..core import fail
-from .ops import merge_method, PerModel, elect_sign, regmean_solve, _seed_of
+from .ops import merge_method, PerModel, elect_sign, regmean_solve, seed_of
 
 # %% auto #0
 __all__ = ['della_probs', 'della_prune', 'della', 'della_linear', 'sce', 'karcher', 'multislerp', 'nuslerp', 'nearswap', 'magmax',
@@ -54,7 +54,7 @@ def della_prune(tv:torch.Tensor, # a task vector
     if density - epsilon <= 0 or density + epsilon >= 1:
         fail(f"della: epsilon {epsilon} must keep density ± epsilon inside (0, 1) (density {density})")
     p = della_probs(tv, density, epsilon)
-    g = torch.Generator().manual_seed(_seed_of(seed))
+    g = torch.Generator().manual_seed(seed_of(seed))
     keep = torch.rand(tv.shape, generator=g) < p
     out = tv * keep
     return out.div_(p) if rescale else out

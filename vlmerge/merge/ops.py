@@ -11,7 +11,7 @@ from ..core import fail, VLMergeError
 
 # %% auto #0
 __all__ = ['METHODS', 'ALIASES', 'STATISTICS', 'PerModel', 'MergeMethod', 'Statistic', 'merge_method', 'get_method',
-           'check_param', 'linear', 'interpolation', 'kth_largest_abs', 'magnitude_mask', 'breadcrumbs_mask',
+           'check_param', 'linear', 'interpolation', 'kth_largest_abs', 'magnitude_mask', 'breadcrumbs_mask', 'seed_of',
            'random_mask', 'elect_sign', 'task_merge', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties',
            'breadcrumbs', 'breadcrumbs_ties', 'task_arithmetic_sequential', 'slerp', 'fisher', 'model_stock',
            'regmean_solve', 'regmean', 'merge_tensors']
@@ -224,7 +224,9 @@ def breadcrumbs_mask(tv:torch.Tensor, # a task vector
     if ntop + nkeep < n: m &= a >= _kth_largest(lambda: [a], ntop + nkeep)
     return m
 
-def _seed_of(*parts) -> int:
+def seed_of(*parts # anything printable: a seed, a key, an index
+           ) -> int:
+    "A 63-bit seed from `parts`, the same on every machine and run (random masks are keyed by it)."
     return int.from_bytes(hashlib.sha256(':'.join(map(str, parts)).encode()).digest()[:8], 'little') & (2**63 - 1)
 
 def random_mask(tv:torch.Tensor, # a task vector (or a chunk of rows of one)
@@ -232,7 +234,7 @@ def random_mask(tv:torch.Tensor, # a task vector (or a chunk of rows of one)
                 seed # anything hashable into a seed: the same seed gives the same mask
                ) -> torch.Tensor:
     "Boolean mask keeping each coordinate independently with probability `density` (DARE's drop)."
-    g = torch.Generator().manual_seed(_seed_of(seed))
+    g = torch.Generator().manual_seed(seed_of(seed))
     return torch.rand(tv.shape, generator=g) < density
 
 def elect_sign(tvs:list, # weighted, sparsified task vectors

@@ -9,12 +9,13 @@ import torch
 from ..core import fail
 
 # %% auto #0
-__all__ = ['METRICS', 'GROUPS', 'k_count', 'topk_mask', 'pair_sums', 'add_sums', 'metrics_from_sums', 'distance', 'ssd_joint',
-           'layer_index', 'param_group', 'synthetic_experts', 'distances', 'summarize', 'compare_models']
+__all__ = ['METRICS', 'SUMS', 'GROUPS', 'k_count', 'topk_mask', 'pair_sums', 'add_sums', 'metrics_from_sums', 'distance',
+           'ssd_joint', 'param_group', 'synthetic_experts', 'distances', 'summarize', 'compare_models']
 
 # %% ../../nbs/05_metrics.distance.ipynb #67af9d2c
 METRICS = ('l2', 'cos', 'ssd', 'tssd')  # the columns every table has, in this order
-_SUMS = ('n', 'd2', 'xy', 'xx', 'yy', 'ssd_num', 'ssd_den', 'tssd_num', 'tssd_den', 'tssd_n')
+SUMS = ('n', 'd2', 'xy', 'xx', 'yy', 'ssd_num', 'ssd_den', 'tssd_num', 'tssd_den', 'tssd_n')  # the additive sums every record carries
+_SUMS = SUMS
 
 def _ratio(num:float, den:float) -> float:
     return float(num / den) if den > 0 else 0.0
@@ -43,7 +44,7 @@ def topk_mask(w:torch.Tensor, # 1-d weights (magnitudes)
     return mask
 
 # %% ../../nbs/05_metrics.distance.ipynb #80313964
-_CHUNK = 1 << 20  # elements per step of the elementwise sums (bounds the temporaries)
+from ..core import CHUNK_NUMEL  # elements per step of the elementwise sums (bounds the temporaries); one constant in core
 
 def pair_sums(x:torch.Tensor, # first weight (any shape)
               y:torch.Tensor, # second weight (same number of elements)
@@ -55,11 +56,11 @@ def pair_sums(x:torch.Tensor, # first weight (any shape)
     if x.numel() != y.numel(): fail(f"cannot compare tensors of {x.numel()} and {y.numel()} elements")
     n = x.numel(); w = torch.empty(n, dtype=torch.float64); c = torch.empty(n, dtype=torch.float64)
     d2 = xy = xx = yy = 0.
-    for i in range(0, n, _CHUNK):  # float64 a chunk at a time: the whole-tensor temporaries are w and c only
-        xc, yc = x[i:i+_CHUNK].to(torch.float64), y[i:i+_CHUNK].to(torch.float64); dc = xc - yc
+    for i in range(0, n, CHUNK_NUMEL):  # float64 a chunk at a time: the whole-tensor temporaries are w and c only
+        xc, yc = x[i:i+CHUNK_NUMEL].to(torch.float64), y[i:i+CHUNK_NUMEL].to(torch.float64); dc = xc - yc
         d2 += float(torch.dot(dc, dc)); xy += float(torch.dot(xc, yc)); xx += float(torch.dot(xc, xc)); yy += float(torch.dot(yc, yc))
-        wc = torch.add(xc.abs(), yc.abs(), out=w[i:i+_CHUNK])
-        torch.sub(wc, (xc + yc).abs(), out=c[i:i+_CHUNK])  # cancelled mass: 0 where signs agree, 2·min(|x|,|y|) where not
+        wc = torch.add(xc.abs(), yc.abs(), out=w[i:i+CHUNK_NUMEL])
+        torch.sub(wc, (xc + yc).abs(), out=c[i:i+CHUNK_NUMEL])  # cancelled mass: 0 where signs agree, 2·min(|x|,|y|) where not
     st = dict(n=n, d2=d2, xy=xy, xx=xx, yy=yy, ssd_num=float(c.sum()), ssd_den=float(w.sum()))
     if mask is None: mask = topk_mask(w, k)
     if bool(mask.all()): st.update(tssd_num=st['ssd_num'], tssd_den=st['ssd_den'], tssd_n=st['n'])
@@ -100,15 +101,9 @@ def ssd_joint(xs:list, # the M tensors being folded (same number of elements)
     return _ratio(float(c[m].sum()), float(w[m].sum()))
 
 # %% ../../nbs/05_metrics.distance.ipynb #b0e1c251
-_LAYER_RE = re.compile(r'(?:^|\.)(?:blocks|layers|layer|h)\.(\d+)(?:\.|$)')
+from ..models.keymap import layer_index, expert_order  # a key's block and the experts' order: one rule each, shared with merge
 _FFN, _ATTN = {'mlp', 'ffn', 'fc1', 'fc2'}, {'attn', 'attention', 'qkv', 'proj', 'q_bias', 'v_bias', 'q', 'k', 'v'}
 GROUPS = ('attn', 'ffn', 'norm', 'other')  # parameter groups, in table order
-
-def layer_index(key:str # a parameter name
-               ) -> int|None:
-    "The block index in `key` (`blocks.3.attn.qkv.weight` → 3), or None outside the blocks."
-    m = _LAYER_RE.search(key)
-    return int(m.group(1)) if m else None
 
 def param_group(key:str # a parameter name
                ) -> str:
@@ -143,11 +138,6 @@ def synthetic_experts(depth:int=2, # number of blocks
     return sd, kmap, base
 
 # %% ../../nbs/05_metrics.distance.ipynb #7c23ec56
-_ORDER = {'v': 0, 'l': 1, 'vl': 2}
-
-def _expert_order(names) -> list:
-    return sorted(names, key=lambda m: (_ORDER.get(m, 9), m))
-
 def _get(src, key:str):
     if key not in src: fail(f"{getattr(src, 'where', 'state dict')}: no key '{key}'")
     return src[key] if isinstance(src, dict) else src.get(key)
@@ -157,7 +147,7 @@ def _pair_tensors(src, kmap:dict, base=None, pairs=None):
     if not kmap: fail("the key map is empty: the checkpoint has no per-modality experts to compare")
     for skey, experts in kmap.items():
         ts, shape = {}, None
-        for m in _expert_order(experts):
+        for m in expert_order(experts):
             t = _get(src, experts[m])
             if shape is None: shape = t.shape
             elif t.shape != shape:
@@ -196,7 +186,7 @@ def _plan(src, kmap:dict, base, pairs) -> list:
     plan = []
     for skey, experts in kmap.items():
         eks, shape = [], None
-        for m in _expert_order(experts):
+        for m in expert_order(experts):
             ek = experts[m]
             if ek not in src: fail(f"{getattr(src, 'where', 'state dict')}: no key '{ek}'")
             sh = _shape(src, ek)

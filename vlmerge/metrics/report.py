@@ -6,12 +6,13 @@
 from __future__ import annotations
 import argparse, csv, io, json
 from pathlib import Path
-from ..core import atomic_path, command, fail, human_count, open_checkpoint
-from .distance import GROUPS, METRICS, compare_models, distances, summarize
+from ..core import atomic_path, command, fail, human_count, open_checkpoint, add_common_args
+from ..models.keymap import load_key_map
+from .distance import GROUPS, METRICS, SUMS, compare_models, distances, summarize, metrics_from_sums
 
 # %% auto #0
 __all__ = ['format_table', 'write_csv', 'model_table', 'plot_layers', 'plot_heatmap', 'save_fig', 'distance_report',
-           'load_key_map', 'distance_cmd']
+           'distance_cmd']
 
 # %% ../../nbs/05a_metrics.report.ipynb #8fc8b2cf
 _COLS = ('n',) + METRICS + ('tssd_n',)
@@ -72,6 +73,7 @@ def plot_layers(recs:list, # records from `distances`
     axs[0][0].legend(fontsize=7); fig.tight_layout()
     return fig
 
+# %% ../../nbs/05a_metrics.report.ipynb #2bf7e35f
 def plot_heatmap(recs:list, # records from `distances`
                  metrics:tuple=METRICS # which metrics, one panel each
                 ):
@@ -103,9 +105,8 @@ def distance_report(recs:list, # records from `distances`
                     settings:dict|None=None # what was measured, stored as settings.json
                    ) -> list:
     "Write the CSV files, plots and settings of a distance measurement to `out`; return the model table."
-    from vlmerge.metrics.distance import metrics_from_sums, _SUMS
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    per = [dict({f: r[f] for f in ('key', 'layer', 'group', 'pair')}, **metrics_from_sums(r), **{s: r[s] for s in _SUMS}) for r in recs]
+    per = [dict({f: r[f] for f in ('key', 'layer', 'group', 'pair')}, **metrics_from_sums(r), **{s: r[s] for s in SUMS}) for r in recs]
     write_csv(per, out/'distances.csv')
     write_csv(summarize(recs, by=('layer', 'group')), out/'layers.csv')
     table = model_table(recs); write_csv(table, out/'summary.csv')
@@ -115,38 +116,6 @@ def distance_report(recs:list, # records from `distances`
     return table
 
 # %% ../../nbs/05a_metrics.report.ipynb #a0620021
-def load_key_map(ckpt:str|Path, # the checkpoint folder
-                 path:str|Path|None=None # a JSON key map {shared_key: {expert: expert_key}}; None: from ckpt's config.json
-                ) -> dict:
-    "The key map of a modality-specific checkpoint, from a JSON file or from its config.json."
-    if path is not None:
-        path = Path(path)
-        if not path.exists(): fail(f"{path}: no such file")
-        try: km = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e: fail(f"{path}: malformed JSON ({e})")
-        if not isinstance(km, dict) or not all(isinstance(v, dict) and all(isinstance(e, str) for e in v.values()) for v in km.values()):
-            fail(f"{path}: expected a key map {{shared_key: {{expert: expert_key}}}}")
-        return km
-    ckpt = Path(ckpt); cfgp = (ckpt if ckpt.is_dir() else ckpt.parent)/'config.json'
-    if not cfgp.exists(): fail(f"{ckpt}: no config.json beside the weights; pass --key-map KEYMAP.json")
-    try: from vlmerge.models.keymap import key_map
-    except ImportError as e: fail(f"{cfgp}: cannot derive the key map ({e}); pass --key-map KEYMAP.json")
-    return key_map(_model_config(cfgp))
-
-def _model_config(cfgp:Path):
-    "The model config from config.json: `vlmerge.models.hf.load_model_config` where it exists, else its dataclass fields."
-    try: from vlmerge.models.hf import load_model_config
-    except ImportError: load_model_config = None
-    if load_model_config is not None: return load_model_config(cfgp.parent)
-    import dataclasses
-    from vlmerge.core import from_dict
-    from vlmerge.models import config as mc
-    cls = getattr(mc, 'ModelConfig', None) or getattr(mc, 'VLConfig')
-    try: d = json.loads(cfgp.read_text())
-    except json.JSONDecodeError as e: fail(f"{cfgp}: malformed JSON ({e})")
-    names = {f.name for f in dataclasses.fields(cls)}
-    return from_dict(cls, {k: v for k, v in d.items() if k in names}, str(cfgp))
-
 @command('distance', help='distances between the experts to be merged (L2, cosine, SSD, TSSD): table, CSV and plots')
 def distance_cmd(argv:list):
     "`vlmerge distance CHECKPOINT [--base W0] [--k K] [--scope tensor|global] [--out DIR]`: measure, print, write."
@@ -158,7 +127,7 @@ def distance_cmd(argv:list):
     p.add_argument('--k', type=float, default=10., help='TSSD keeps the top K%% coordinates by magnitude (default 10)')
     p.add_argument('--scope', choices=('tensor', 'global'), default='tensor', help='top-K%% of each parameter or of the whole model')
     p.add_argument('--pairs', help='comma-separated expert pairs, e.g. v-l (default: all)')
-    p.add_argument('--out', default='distance', help='output folder for CSV files and plots (default ./distance)')
+    add_common_args(p, out='output folder for the CSV files and plots', out_default='distance')
     a = p.parse_args(argv)
     src = open_checkpoint(a.checkpoint); base = open_checkpoint(a.base) if a.base else None
     kw = dict(base=base, k=a.k, scope=a.scope, pairs=a.pairs.split(',') if a.pairs else None)

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from ..core import (fail, from_dict, to_dict, load_config, save_config, atomic_path, save_sd, load_sd, command,
-                          set_seed, human_count)
+                          set_seed, human_count, load_strict, add_common_args)
 from ..models.config import VLConfig, preset, agnostic, PRESETS
 from ..models.transformer import VLTransformer
-from ..models.keymap import split, fold, shared_storage
+from ..models.keymap import split, fold, shared_storage, load_backbone
 from ..train import TrainConfig, train, init_distributed, dist_info, get_device, checkpoints
 from .objectives import PretrainModel, PretrainHeads, pretrain_loss, OBJECTIVES
 
@@ -107,14 +107,12 @@ def save_model(folder:str|Path, # destination (replaced atomically)
 
 def load_model(folder:str|Path # a model folder written by `save_model` (or any VLTransformer checkpoint)
               ) -> tuple:
-    "(backbone, heads or None) from a model folder."
-    folder = Path(folder)
-    if not (folder/'config.json').exists(): fail(f"{folder}: not a model folder (no config.json)")
-    bb = VLTransformer.from_pretrained(str(folder))
-    heads = None
-    if (folder/'heads.safetensors').exists():
-        heads = PretrainHeads(bb.cfg); heads.load_state_dict(load_sd(folder/'heads.safetensors'))
-    return bb, heads
+    "(backbone, PretrainHeads or None) from a model folder, strictly: any missing, unexpected or misshapen key fails, named."
+    bb, p = load_backbone(folder), Path(folder)/'heads.safetensors'   # the one strict backbone loader (models.keymap)
+    if not p.exists(): return bb, None
+    sd = load_sd(p)
+    if 'itc_image.weight' not in sd: fail(f"{p}: missing key 'itc_image.weight'")
+    return bb, load_strict(PretrainHeads(bb.cfg, sd['itc_image.weight'].shape[0]), sd, p)
 
 # %% ../../nbs/03b_pretrain.recipe.ipynb #b9e3f933
 def _stage(name, backbone, heads, cfg, tcfg, ds, collate, out, resume, w0=None, progress=True, tok=None):
@@ -190,10 +188,8 @@ def pretrain_cmd(argv:list):
     "`vlmerge pretrain CONFIG.yaml --out DIR [--resume] [--set KEY=VALUE ...]`"
     p = argparse.ArgumentParser(prog='vlmerge pretrain', description='Pre-train following the seed recipe; works under torchrun.')
     p.add_argument('config', help='pre-training YAML (see the pretrain.recipe notebook)')
-    p.add_argument('--out', required=True, help='output folder')
-    p.add_argument('--resume', action='store_true', help='continue a killed run from its checkpoints')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config value, e.g. train.steps=100')
-    p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    add_common_args(p, out='output folder (seed/, pretrain/, pretrain.yaml)', resume='continue a killed run from its checkpoints',
+                    sets='a config value, e.g. train.steps=100', no_progress=True)
     a = p.parse_args(argv)
     folder = run_pretrain(load_config(PretrainConfig, a.config, a.set), a.out, a.resume, progress=not a.no_progress)
     if dist_info()[0] == 0: print(f"model: {folder}")
