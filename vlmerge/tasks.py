@@ -42,7 +42,8 @@ class TaskSpec:
     from_files: Callable|None = None       # (data config) -> (splits, meta) from the task's real format
     file_keys: tuple = ()                  # the data.files keys the real format needs
     zero_shot: Callable|None = None        # (dual encoder, ds, tok, classes, prompt, batch_size, device) -> scores, or None
-    draw_prediction: Callable|None = None  # (axs (rows, cols), example, output, info, classes) -> draw a prediction
+    draw_prediction: Callable|None = None  # (axs (rows, cols), example, output, info, classes) -> draw a prediction beside the truth
+    prediction_panels: tuple = (1, 1)     # (rows, cols) of axes one prediction takes
     # finetune (06b), floors (06c)
     profiles: dict = field(default_factory=dict)  # {'study' | 'world': {lr, batch_size, epochs, head_lr_mult, weight_decay}}
     floors: Callable|None = None           # (splits, meta, image_size, seed) -> {'chance', 'constant', 'text_only'}
