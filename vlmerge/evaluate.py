@@ -13,6 +13,7 @@ from .train import to_device
 from .data.world import IGNORE_INDEX, normalize_answer
 from .models.config import VLConfig
 from .heads import (TASKS, TaskModel, RetrievalHead, load_backbone, load_task_model, read_task_info)
+from .data.loaders import collate_for, collate_settings   # (also fills in the tasks' collates, which task_collate reads)
 from .tasks import get_task, update_task, task_names
 
 # %% auto #0
@@ -185,7 +186,6 @@ def task_collate(task:str, # a task with a collate, or 'images' / 'texts'
                  **more # more such entries, e.g. num_answers=23
                 ):
     "The collate function of `task` for a backbone of config `cfg`."
-    from vlmerge.data.loaders import collate_for, collate_settings
     have = {'max_len': cfg.max_text_len, **(info or {}), **more}
     return collate_for(task, tok, cfg.image_size, train, **{k: have[k] for k in collate_settings(task) if have.get(k) is not None})
 
