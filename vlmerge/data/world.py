@@ -492,7 +492,8 @@ def world_path(seed:int=0, size:str='tiny', image_size:int=32, path:str|Path|Non
 # %% ../../nbs/01_data.world.ipynb #47748861
 def _caption_features(classes=None):
     from datasets import Features, Value, List, Image as HImage
-    return Features({'image': HImage(), 'image_id': Value('string'), 'captions': List(Value('string'))})
+    s = Value('string')   # one object for both columns: the cached datasets' fingerprints hash the features as pickled
+    return Features({'image': HImage(), 'image_id': s, 'captions': List(s)})
 
 def _vqa_features(classes=None):
     from datasets import Features, Value, List, Image as HImage
@@ -552,7 +553,7 @@ def build_world(seed:int=0, # world seed
         counts = {}
         with atomic_path(dest) as tmp:
             tmp.mkdir(parents=True)
-            for task in tasks:
+            for task in sorted(tasks, key=lambda t: get_task(t, 'examples').world_key):   # in world-key order: the same world.json
                 dd = datasets.DatasetDict({sp: _to_dataset(list(make_examples(task, sp, n, seed, image_size, statements=_statements(size))), task)
                                            for sp, n in split_sizes(size, task).items()})
                 dd.save_to_disk(str(tmp/task)); counts[task] = {sp: len(d) for sp, d in dd.items()}
