@@ -123,6 +123,7 @@ def _image_splits(dc, task):
     if 'train' not in names: _file(dc, 'train_images', task)
     return names
 
+# %% ../nbs/06a_evaluate.ipynb #020fbd41
 def _vqa_files(dc):
     import vlmerge.data.formats as fm
     names = _image_splits(dc, 'vqa')

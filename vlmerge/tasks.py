@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections.abc, dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
+from fastcore.basics import patch
 from .core import fail
 
 # %% auto #0
@@ -50,16 +51,18 @@ class TaskSpec:
     # study (07)
     used_experts: tuple|None = None        # only_activate_used_experts: the top layers' experts its path uses
 
-    def label_info(self, meta:dict # {'answers': [...]} / {'classes': [...]} as the task data gives it
-                  ) -> dict:
-        "The head's description from the data's label vocabulary: {num_<labels>, <labels>} (empty without labels)."
-        L = self.labels
-        if L is None: return {}
-        if not (meta or {}).get(L): fail(f"task '{self.name}': its label vocabulary ('{L}') is needed")
-        return {f'num_{L}': len(meta[L]), L: list(meta[L])}
-
 _FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
 _DEFAULTS = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default for f in dataclasses.fields(TaskSpec)}
+
+# %% ../nbs/01d_tasks.ipynb #7b1f779f
+@patch
+def label_info(self:TaskSpec, meta:dict # {'answers': [...]} / {'classes': [...]} as the task data gives it
+              ) -> dict:
+    "The head's description from the data's label vocabulary: {num_<labels>, <labels>} (empty without labels)."
+    L = self.labels
+    if L is None: return {}
+    if not (meta or {}).get(L): fail(f"task '{self.name}': its label vocabulary ('{L}') is needed")
+    return {f'num_{L}': len(meta[L]), L: list(meta[L])}
 
 # %% ../nbs/01d_tasks.ipynb #ba99a439
 _TASKS = {}

@@ -563,6 +563,7 @@ def build_world(seed:int=0, # world seed
         if off: datasets.enable_progress_bars()
     return dest
 
+# %% ../../nbs/01_data.world.ipynb #89bd379e
 def load_world(task:str, # a task the world generates (see TASKS)
                seed:int=0, # world seed
                size:str='tiny', # world size
