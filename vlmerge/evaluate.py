@@ -15,6 +15,8 @@ from .models.config import VLConfig
 from .heads import (TASKS, TaskModel, RetrievalHead, load_task_model, read_task_info)
 from .pretrain.recipe import load_model
 from .data.text import check_vocab
+from .data.loaders import collate_for, collate_settings   # (also fills in the tasks' collates, which task_collate reads)
+from .tasks import get_task, update_task, task_names
 
 # %% auto #0
 __all__ = ['vqa_accuracy', 'accuracy', 'topk_accuracy', 'retrieval_recall', 'confusion_matrix', 'segmentation_scores', 'TaskData',
@@ -112,40 +114,62 @@ class TaskData:
     tokenizer: str|None = None     # a tokenizer folder (default: the model folder's, else the world's)
     vocab_size: int = 400          # world tokenizer's largest vocabulary
 
-_FILE_KEYS = {'retrieval': ('karpathy', 'images'), 'vqa': ('train_questions', 'train_annotations', 'train_images'),
-              'nlvr2': ('train', 'train_images'), 'classification': ('root',), 'segmentation': ('root',)}
-
+# %% ../nbs/06a_evaluate.ipynb #85c17d21
 def _file(dc, key, task):
-    if key not in dc.files: fail(f"data.files: task '{task}' needs '{key}' (needed: {', '.join(_FILE_KEYS[task])})")
+    if key not in dc.files: fail(f"data.files: task '{task}' needs '{key}' (needed: {', '.join(get_task(task).file_keys)})")
     return dc.files[key]
 
-def load_task_data(task:str, # one of TASKS
-                   dc:TaskData # where the data comes from
-                  ) -> tuple:
-    "(splits: dict name -> Dataset, meta: {'answers'} for VQA, {'classes'} for classification / segmentation)."
-    if task not in TASKS: fail(f"unknown task '{task}' (known: {', '.join(TASKS)})")
-    if dc.source == 'world':
-        from vlmerge.data.world import load_world, ANSWERS, SEG_CLASSES
-        dd = load_world(task, dc.seed, dc.size, dc.image_size, dc.path); splits = dict(dd)
-        meta = {'answers': list(ANSWERS)} if task == 'vqa' else {'classes': list(dd['train'].features['label'].names)} if task == 'classification' \
-               else {'classes': list(SEG_CLASSES)} if task == 'segmentation' else {}
-        return splits, meta
-    import vlmerge.data.formats as fm
-    if task == 'retrieval': return dict(fm.load_karpathy(_file(dc, 'karpathy', task), _file(dc, 'images', task))), {}
-    if task == 'classification':
-        dd = fm.load_image_folder(_file(dc, 'root', task)); first = next(iter(dd.values()))
-        return dict(dd), {'classes': list(first.features['label'].names)}
-    if task == 'segmentation':
-        root = _file(dc, 'root', task); return dict(fm.load_ade20k(root)), {'classes': list(fm.ade20k_classes(root))}
+def _image_splits(dc, task):
+    "The splits whose images `files` names ({split}_images); train is needed."
     names = [s for s in ('train', 'val', 'test') if f'{s}_images' in dc.files]
     if 'train' not in names: _file(dc, 'train_images', task)
-    if task == 'nlvr2': return {s: fm.load_nlvr2(_file(dc, s, task), dc.files[f'{s}_images']) for s in names}, {}
+    return names
+
+# %% ../nbs/06a_evaluate.ipynb #020fbd41
+def _vqa_files(dc):
+    import vlmerge.data.formats as fm
+    names = _image_splits(dc, 'vqa')
     if 'answers' in dc.files:
         answers = json.loads(Path(dc.files['answers']).read_text())
         if not isinstance(answers, list) or not answers: fail(f"{dc.files['answers']}: expected a JSON list of answers")
-    else: answers = fm.vqa_answer_vocab([_file(dc, 'train_annotations', task)], dc.top_answers)
-    return {s: fm.load_vqa(_file(dc, f'{s}_questions', task), dc.files.get(f'{s}_annotations'), dc.files[f'{s}_images'], answers)
+    else: answers = fm.vqa_answer_vocab([_file(dc, 'train_annotations', 'vqa')], dc.top_answers)
+    return {s: fm.load_vqa(_file(dc, f'{s}_questions', 'vqa'), dc.files.get(f'{s}_annotations'), dc.files[f'{s}_images'], answers)
             for s in names}, {'answers': list(answers)}
+
+def _nlvr2_files(dc):
+    import vlmerge.data.formats as fm
+    return {s: fm.load_nlvr2(_file(dc, s, 'nlvr2'), dc.files[f'{s}_images']) for s in _image_splits(dc, 'nlvr2')}, {}
+
+def _karpathy_files(dc):
+    import vlmerge.data.formats as fm
+    return dict(fm.load_karpathy(_file(dc, 'karpathy', 'retrieval'), _file(dc, 'images', 'retrieval'))), {}
+
+def _image_folder_files(dc):
+    import vlmerge.data.formats as fm
+    dd = fm.load_image_folder(_file(dc, 'root', 'classification')); first = next(iter(dd.values()))
+    return dict(dd), {'classes': list(first.features['label'].names)}
+
+def _ade20k_files(dc):
+    import vlmerge.data.formats as fm
+    root = _file(dc, 'root', 'segmentation'); return dict(fm.load_ade20k(root)), {'classes': list(fm.ade20k_classes(root))}
+
+update_task('vqa', from_files=_vqa_files, file_keys=('train_questions', 'train_annotations', 'train_images'))
+update_task('nlvr2', from_files=_nlvr2_files, file_keys=('train', 'train_images'))
+update_task('retrieval', from_files=_karpathy_files, file_keys=('karpathy', 'images'))
+update_task('classification', from_files=_image_folder_files, file_keys=('root',))
+update_task('segmentation', from_files=_ade20k_files, file_keys=('root',))
+
+# %% ../nbs/06a_evaluate.ipynb #70b2d591
+def load_task_data(task:str, # a registered task
+                   dc:TaskData # where the data comes from
+                  ) -> tuple:
+    "(splits: dict name -> Dataset, meta: the label vocabulary, {'answers'} for VQA, {'classes'} for classification / segmentation)."
+    spec = get_task(task)
+    if dc.source == 'world':
+        from vlmerge.data.world import load_world
+        dd = load_world(task, dc.seed, dc.size, dc.image_size, dc.path)
+        return dict(dd), (spec.world_meta(dd) if spec.world_meta else {})
+    return get_task(task, 'from_files').from_files(dc)
 
 def task_tokenizer(dc:TaskData, # the data config (tokenizer, world)
                    folder:str|Path|None=None, # the model folder (its own tokenizer.json is used when present)
@@ -157,17 +181,16 @@ def task_tokenizer(dc:TaskData, # the data config (tokenizer, world)
     if folder is not None and (Path(folder)/'tokenizer.json').exists(): return load_tokenizer(folder, max_len)
     return world_tokenizer(dc.seed, dc.size, dc.image_size, dc.path, dc.vocab_size)
 
-def task_collate(task:str, # one of TASKS, or 'images' / 'texts'
-                 tok, # the tokenizer
+def task_collate(task:str, # a task with a collate, or 'images' / 'texts'
+                 tok, # the tokenizer (dropped for tasks without text)
                  cfg:VLConfig, # the backbone's config (image size, maximum text length)
                  train:bool=False, # augment
-                 num_answers:int|None=None # VQA: the vocabulary size
+                 info:dict|None=None, # the head's info (e.g. num_answers): the collate gets the entries it takes
+                 **more # more such entries, e.g. num_answers=23
                 ):
     "The collate function of `task` for a backbone of config `cfg`."
-    from vlmerge.data.loaders import collate_for
-    kw = {'max_len': cfg.max_text_len} if task in ('vqa', 'nlvr2', 'retrieval', 'texts') else {}
-    if task == 'vqa': kw['num_answers'] = num_answers
-    return collate_for(task, tok if task not in ('classification', 'segmentation', 'images') else None, cfg.image_size, train, **kw)
+    have = {'max_len': cfg.max_text_len, **(info or {}), **more}
+    return collate_for(task, tok, cfg.image_size, train, **{k: have[k] for k in collate_settings(task) if have.get(k) is not None})
 
 # %% ../nbs/06a_evaluate.ipynb #3a4c26d7
 def _batches(ds, collate, batch_size, device):
@@ -195,34 +218,57 @@ def evaluate_model(tm:TaskModel, # the fine-tuned model
                    batch_size:int=64, # examples per forward pass
                    device:str|None=None # where to run (default: the best available)
                   ) -> dict:
-    "Score `tm` on split `ds`: a dict of metric name -> float."
-    dev = get_device(device); tm = tm.to(dev).eval(); t = tm.task
+    "Score `tm` on split `ds`: a dict of metric name -> float (its task's `metric` over the outputs, or its own `evaluate`)."
+    dev = get_device(device); tm = tm.to(dev).eval(); spec = get_task(tm.task)
     if len(ds) == 0: fail("evaluate: the split is empty")
-    if t == 'retrieval':
-        img, txt, ti = _embed(tm, ds, tok, batch_size, dev)
-        return retrieval_recall(img @ txt.T, ti)
-    if t == 'segmentation':
-        C = tm.info['num_classes']; M = torch.zeros(C, C, dtype=torch.long)
-        for b in _batches(ds, task_collate(t, tok, tm.backbone.cfg), batch_size, dev): M += confusion_matrix(tm(b).argmax(1), b['labels'], C)
-        return segmentation_scores(M)
-    logits, y = _classify(tm, ds, task_collate(t, tok, tm.backbone.cfg, num_answers=tm.info.get('num_answers')), batch_size, dev)
-    if t == 'vqa':
-        pred = logits.argmax(-1)
-        answers = tm.info['answers']
-        return {'vqa_acc': vqa_accuracy([answers[i] for i in pred.tolist()], ds.select_columns(['answers'])['answers']),
-                'vqa_score': float(y[torch.arange(len(y)), pred].mean())}
-    if t == 'nlvr2': return {'acc': accuracy(logits, y)}
-    return topk_accuracy(logits, y)
+    if spec.evaluate: return spec.evaluate(tm, ds, tok, batch_size, dev)
+    metric = get_task(tm.task, 'metric').metric
+    out, y = _classify(tm, ds, task_collate(tm.task, tok, tm.backbone.cfg, info=tm.info), batch_size, dev)
+    return metric(out, y, ds, tm.info)
+
+# %% ../nbs/06a_evaluate.ipynb #055815de
+def _vqa_metric(logits, y, ds, info):
+    pred = logits.argmax(-1); answers = info['answers']
+    return {'vqa_acc': vqa_accuracy([answers[i] for i in pred.tolist()], ds.select_columns(['answers'])['answers']),
+            'vqa_score': float(y[torch.arange(len(y)), pred].mean())}
+
+def _retrieval_scores(tm, ds, tok, batch_size, device):
+    img, txt, ti = _embed(tm, ds, tok, batch_size, device)
+    return retrieval_recall(img @ txt.T, ti)
+
+def _segmentation_scores(tm, ds, tok, batch_size, device):
+    C = tm.info['num_classes']; M = torch.zeros(C, C, dtype=torch.long)
+    for b in _batches(ds, task_collate(tm.task, tok, tm.backbone.cfg), batch_size, device): M += confusion_matrix(tm(b).argmax(1), b['labels'], C)
+    return segmentation_scores(M)
+
+update_task('vqa', metric=_vqa_metric, main_metric='vqa_score')
+update_task('nlvr2', metric=lambda logits, y, ds, info: {'acc': accuracy(logits, y)}, main_metric='acc')
+update_task('retrieval', evaluate=_retrieval_scores, main_metric='r_mean')
+update_task('classification', metric=lambda logits, y, ds, info: topk_accuracy(logits, y), main_metric='top1')
+update_task('segmentation', evaluate=_segmentation_scores, main_metric='miou')
 
 # %% ../nbs/06a_evaluate.ipynb #d8590e42
 def _dual_encoder(backbone, heads):
     if heads is None: fail("zero-shot evaluation needs the contrastive heads (heads.safetensors in the model folder)")
     return TaskModel(backbone, RetrievalHead.from_pretrain(heads), 'retrieval')
 
+def _zero_shot_classes(tm, ds, tok, classes, prompt, batch_size, dev):
+    "Each image gets the class of its most similar prompt."
+    classes = list(classes or ds.features['label'].names)
+    texts = [{'caption': prompt.format(c), 'image_index': i} for i, c in enumerate(classes)]
+    txt = torch.cat([tm.encode_text(b['input_ids'], b['attention_mask']) for b in _batches(texts, task_collate('texts', tok, tm.backbone.cfg), batch_size, dev)])
+    cl = task_collate('classification', tok, tm.backbone.cfg); img, ys = [], []
+    for b in _batches(ds, cl, batch_size, dev): img.append(tm.encode_image(b['pixel_values'])); ys.append(b['labels'])
+    img, txt = F.normalize(torch.cat(img).float(), dim=-1), F.normalize(txt.float(), dim=-1)
+    return topk_accuracy((img @ txt.T).cpu(), torch.cat(ys).cpu())
+
+update_task('retrieval', zero_shot=lambda tm, ds, tok, classes, prompt, bs, dev: _retrieval_scores(tm, ds, tok, bs, dev))
+update_task('classification', zero_shot=_zero_shot_classes)
+
 @torch.no_grad()
 def zero_shot(backbone, # a VLTransformer (pre-trained or merged)
               heads, # its PretrainHeads (the ITC projections)
-              task:str, # 'retrieval' or 'classification'
+              task:str, # a task with a zero-shot form: retrieval or classification
               ds, # the split to score
               tok, # the tokenizer
               classes:list|None=None, # classification: class names (default: from ds's label feature)
@@ -230,33 +276,23 @@ def zero_shot(backbone, # a VLTransformer (pre-trained or merged)
               batch_size:int=64, device:str|None=None
              ) -> dict:
     "Zero-shot scores through the contrastive projections: recall@K for retrieval, top-1/top-5 for classification."
-    if task not in ('retrieval', 'classification'): fail(f"zero-shot: task '{task}' is not one of retrieval, classification")
+    if task not in task_names('zero_shot'): fail(f"zero-shot: task '{task}' is not one of {', '.join(task_names('zero_shot'))}")
     dev = get_device(device); tm = _dual_encoder(backbone, heads).to(dev).eval()
-    if task == 'retrieval':
-        img, txt, ti = _embed(tm, ds, tok, batch_size, dev)
-        return retrieval_recall(img @ txt.T, ti)
-    classes = list(classes or ds.features['label'].names)
-    texts = [{'caption': prompt.format(c), 'image_index': i} for i, c in enumerate(classes)]
-    txt = torch.cat([tm.encode_text(b['input_ids'], b['attention_mask']) for b in _batches(texts, task_collate('texts', tok, backbone.cfg), batch_size, dev)])
-    cl = task_collate('classification', tok, backbone.cfg); img, ys = [], []
-    for b in _batches(ds, cl, batch_size, dev): img.append(tm.encode_image(b['pixel_values'])); ys.append(b['labels'])
-    img, txt = F.normalize(torch.cat(img).float(), dim=-1), F.normalize(txt.float(), dim=-1)
-    return topk_accuracy((img @ txt.T).cpu(), torch.cat(ys).cpu())
+    return get_task(task).zero_shot(tm, ds, tok, classes, prompt, batch_size, dev)
 
-# %% ../nbs/06a_evaluate.ipynb #be22e1b4
+# %% ../nbs/06a_evaluate.ipynb #0199c293
 def _check_vocab(info, meta, folder):
-    "Fail when the data's answer vocabulary / classes differ from the ones the head was trained on."
-    t = info['task']
-    if t == 'vqa' and list(meta['answers']) != list(info.get('answers') or []):
-        fail(f"{folder}: the head was trained on an answer vocabulary of {info.get('num_answers')} answers; the data's has "
-             f"{len(meta['answers'])} (first difference: {_first_diff(info.get('answers') or [], meta['answers'])})")
-    if t in ('classification', 'segmentation') and len(meta['classes']) != info.get('num_classes'):
-        fail(f"{folder}: the head has {info.get('num_classes')} classes; the data has {len(meta['classes'])}")
+    "Fail when the data's label vocabulary (VQA's answers, the classes) differs from the one the head was trained on."
+    L = get_task(info['task']).labels
+    if L is not None and list(meta[L]) != list(info.get(L) or []):
+        fail(f"{folder}: the head was trained on a vocabulary ('{L}') of {info.get(f'num_{L}')} {L}; the data's has "
+             f"{len(meta[L])} (first difference: {_first_diff(info.get(L) or [], meta[L])})")
 
 def _first_diff(a, b):
     i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     return f"position {i}: {a[i] if i < len(a) else None!r} vs {b[i] if i < len(b) else None!r}"
 
+# %% ../nbs/06a_evaluate.ipynb #be22e1b4
 def evaluate_checkpoint(folder:str|Path, # a fine-tuned, pre-trained or merged model folder
                         task:str|None=None, # the task (default: the fine-tuned folder's)
                         data:TaskData|None=None, # where the data comes from (default: the world, or what task.json recorded)
@@ -266,12 +302,12 @@ def evaluate_checkpoint(folder:str|Path, # a fine-tuned, pre-trained or merged m
     "Scores of a model folder on `task`: with its fine-tuned head, or zero-shot for retrieval / classification."
     folder = Path(folder); info = read_task_info(folder)
     if task is None:
-        if info is None: fail(f"{folder}: not fine-tuned (no task.json); name the task (zero-shot: retrieval or classification)")
+        if info is None: fail(f"{folder}: not fine-tuned (no task.json); name the task (zero-shot: {' or '.join(task_names('zero_shot'))})")
         task = info['task']
-    if task not in TASKS: fail(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    spec = get_task(task, 'head')
     if info is not None and info['task'] != task: fail(f"{folder}: fine-tuned for '{info['task']}', not '{task}'")
-    if info is None and task not in ('retrieval', 'classification'):
-        fail(f"{folder}: task '{task}' needs a fine-tuned model folder (task.json + task_head.safetensors); zero-shot covers retrieval and classification")
+    if info is None and spec.zero_shot is None:
+        fail(f"{folder}: task '{task}' needs a fine-tuned model folder (task.json + task_head.safetensors); zero-shot covers {' and '.join(task_names('zero_shot'))}")
     if data is None: data = from_dict(TaskData, info['data'], f"{folder/'task.json'}: data") if info and 'data' in info else TaskData()
     splits, meta = load_task_data(task, data)
     if split not in splits: fail(f"data: no split '{split}' for task '{task}' (have: {', '.join(splits)})")
@@ -315,39 +351,46 @@ def evaluate_cmd(argv:list):
     print(json.dumps(scores)); print(f"results: {out}")
 
 # %% ../nbs/06a_evaluate.ipynb #0d0a0245
+def _wrap(s): import textwrap; return '\n'.join(textwrap.wrap(s, 26))
+def _ok(p, t): return 'green' if p == t else 'red'
+
+def _pred_nlvr2(axs, e, out, info, classes):
+    axs[0, 0].imshow(e['image_left']); axs[0, 1].imshow(e['image_right']); p = bool(out.argmax())
+    axs[0, 0].set_title(_wrap(f"{e['sentence']}\npred {p} · truth {bool(e['label'])}"), fontsize=7, loc='left', color=_ok(p, bool(e['label'])))
+
+def _pred_vqa(axs, e, out, info, classes):
+    axs[0, 0].imshow(e['image']); p = info['answers'][int(out.argmax())]
+    axs[0, 0].set_title(_wrap(f"{e['question']}\npred {p} · truth {e['answer']}"), fontsize=7, color=_ok(p, e['answer']))
+
+def _pred_class(axs, e, out, info, classes):
+    names = info.get('classes') or classes; p = int(out.argmax())
+    axs[0, 0].imshow(e['image']); axs[0, 0].set_title(f"pred {names[p]}\ntruth {names[e['label']]}", fontsize=7, color=_ok(p, e['label']))
+
+def _pred_seg(axs, e, out, info, classes):
+    axs[0, 0].imshow(e['image'])
+    m = np.array(e['mask'].resize((out.shape[-1], out.shape[-2]), 0)).astype(float); m[m == IGNORE_INDEX] = np.nan
+    axs[1, 0].imshow(m, cmap='tab10', vmin=0, vmax=9, interpolation='nearest'); axs[1, 0].set_title('truth', fontsize=7, loc='left')
+    axs[2, 0].imshow(out.argmax(0).numpy(), cmap='tab10', vmin=0, vmax=9, interpolation='nearest'); axs[2, 0].set_title('prediction', fontsize=7, loc='left')
+
+for _t, _d, _p in (('vqa', _pred_vqa, (1, 1)), ('nlvr2', _pred_nlvr2, (1, 2)), ('classification', _pred_class, (1, 1)),
+                   ('segmentation', _pred_seg, (3, 1))):
+    update_task(_t, draw_prediction=_d, prediction_panels=_p)
+
+# %% ../nbs/06a_evaluate.ipynb #971f73f2
 @torch.no_grad()
-def show_predictions(tm:TaskModel, # a fine-tuned model (not retrieval)
+def show_predictions(tm:TaskModel, # a fine-tuned model of a task with a `draw_prediction` (not retrieval)
                      ds, # a split of its task
                      tok=None, # the tokenizer (tasks with text)
                      n:int=6, # examples to show
                      device:str|None=None):
     "A matplotlib figure of `n` examples with the prediction next to the truth."
-    import matplotlib.pyplot as plt, textwrap
-    t = tm.task
-    if t == 'retrieval': fail("show_predictions: retrieval has no per-example prediction to draw")
+    import matplotlib.pyplot as plt
+    spec = get_task(tm.task, 'draw_prediction'); R, C = spec.prediction_panels
     dev = get_device(device); tm = tm.to(dev).eval(); n = min(n, len(ds)); rows = [ds[i] for i in range(n)]
-    out = tm(to_device(task_collate(t, tok, tm.backbone.cfg, num_answers=tm.info.get('num_answers'))(rows), dev)).float().cpu()
-    wrap = lambda s: '\n'.join(textwrap.wrap(s, 26))
-    cols = 2 if t == 'nlvr2' else 1; nr = 3 if t == 'segmentation' else 1
-    fig, axs = plt.subplots(nr, n * cols, figsize=(2.1 * n * cols, 2.4 * nr), squeeze=False)
-    for i, e in enumerate(rows):
-        if t == 'nlvr2':
-            axs[0, 2*i].imshow(e['image_left']); axs[0, 2*i + 1].imshow(e['image_right']); p = bool(out[i].argmax())
-            axs[0, 2*i].set_title(wrap(f"{e['sentence']}\npred {p} · truth {bool(e['label'])}"), fontsize=7, loc='left',
-                                  color='green' if p == bool(e['label']) else 'red')
-            continue
-        axs[0, i].imshow(e['image'])
-        if t == 'vqa':
-            p = tm.info['answers'][int(out[i].argmax())]
-            axs[0, i].set_title(wrap(f"{e['question']}\npred {p} · truth {e['answer']}"), fontsize=7, color='green' if p == e['answer'] else 'red')
-        elif t == 'classification':
-            names = tm.info.get('classes') or ds.features['label'].names; p = int(out[i].argmax())
-            axs[0, i].set_title(f"pred {names[p]}\ntruth {names[e['label']]}", fontsize=7, color='green' if p == e['label'] else 'red')
-        else:
-            m = np.array(e['mask'].resize((out.shape[-1], out.shape[-2]), 0)).astype(float); m[m == IGNORE_INDEX] = np.nan
-            axs[1, i].imshow(m, cmap='tab10', vmin=0, vmax=9, interpolation='nearest')
-            axs[2, i].imshow(out[i].argmax(0).numpy(), cmap='tab10', vmin=0, vmax=9, interpolation='nearest')
-            if i == 0: axs[1, 0].set_title('truth', fontsize=7, loc='left'); axs[2, 0].set_title('prediction', fontsize=7, loc='left')
+    out = tm(to_device(task_collate(tm.task, tok, tm.backbone.cfg, info=tm.info)(rows), dev)).float().cpu()
+    fig, axs = plt.subplots(R, n * C, figsize=(2.1 * n * C, 2.4 * R), squeeze=False)
+    classes = getattr(ds.features.get('label'), 'names', None)
+    for i, e in enumerate(rows): spec.draw_prediction(axs[:, i * C:(i + 1) * C], e, out[i], tm.info, classes)
     for a in axs.flat: a.axis('off')
-    fig.suptitle(t); fig.tight_layout()
+    fig.suptitle(tm.task); fig.tight_layout()
     return fig

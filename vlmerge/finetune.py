@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from .core import fail, from_dict, to_dict, save_config, load_config, atomic_write_json, set_seed, get_device, command, add_common_args
+from .tasks import get_task, update_task
 from .train import TrainConfig, train, init_distributed, dist_info
 from .heads import TASKS, new_task_model, save_task_model, loss_for
 from .evaluate import TaskData, load_task_data, task_tokenizer, task_collate, evaluate_model
@@ -17,10 +18,10 @@ from .pretrain.recipe import load_model
 from .data.text import check_vocab
 
 # %% auto #0
-__all__ = ['PROFILES', 'FinetuneConfig', 'train_config', 'run_finetune', 'read_finetune_config', 'finetune_cmd']
+__all__ = ['FinetuneConfig', 'train_config', 'run_finetune', 'read_finetune_config', 'finetune_cmd']
 
 # %% ../nbs/06b_finetune.ipynb #16788fcf
-PROFILES = {  # task -> lr, batch, epochs, head lr multiplier, weight decay
+_PROFILES = {  # profile -> task -> lr, batch, epochs, head lr multiplier, weight decay
     'study': {'vqa': dict(lr=3e-5, batch_size=128, epochs=10, head_lr_mult=10, weight_decay=0.01),
               'nlvr2': dict(lr=5e-5, batch_size=128, epochs=10, head_lr_mult=1, weight_decay=0.01),
               'retrieval': dict(lr=6.25e-6, batch_size=640, epochs=20, head_lr_mult=1, weight_decay=0.01),
@@ -32,11 +33,13 @@ PROFILES = {  # task -> lr, batch, epochs, head lr multiplier, weight decay
               'classification': dict(lr=1e-3, batch_size=8, epochs=10, head_lr_mult=10, weight_decay=0.01),
               'segmentation': dict(lr=1e-3, batch_size=8, epochs=10, head_lr_mult=10, weight_decay=0.01)},
 }
+for _t in _PROFILES['study']: update_task(_t, profiles={p: _PROFILES[p][_t] for p in _PROFILES})
 
+# %% ../nbs/06b_finetune.ipynb #3729a3d7
 @dataclass
 class FinetuneConfig:
     "A fine-tuning run: the model folder, the task and its data, the hyperparameters."
-    task: typing.Literal['vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation'] = 'vqa'  # the downstream task
+    task: str = 'vqa'              # the downstream task: a task with a head (vqa, nlvr2, retrieval, classification, segmentation, ...)
     model: str|None = None         # the model folder to fine-tune (pre-trained, merged, modality-specific)
     data: TaskData = field(default_factory=TaskData)  # where the task's examples come from
     profile: typing.Literal['auto', 'study', 'world'] = 'auto'  # hyperparameter defaults; auto: 'world' for world data
@@ -53,13 +56,17 @@ class FinetuneConfig:
         unknown = [k for k in self.train if k not in names]
         if unknown: fail(f"train: unknown key '{unknown[0]}' (known: {', '.join(sorted(names))})")
         if self.epochs is not None and self.epochs <= 0: fail(f"epochs: must be positive, got {self.epochs}")
+        get_task(self.task, 'head')
 
+# %% ../nbs/06b_finetune.ipynb #3910decd
 def train_config(cfg:FinetuneConfig, # the run
                  n_train:int # examples in the training split
                 ) -> TrainConfig:
     "The `TrainConfig` of a run: the profile's defaults for the task, the run's epochs and overrides; steps from epochs."
     prof = cfg.profile if cfg.profile != 'auto' else ('world' if cfg.data.source == 'world' else 'study')
-    d = dict(PROFILES[prof][cfg.task]); epochs, mult = d.pop('epochs'), d.pop('head_lr_mult')
+    have = get_task(cfg.task, 'profiles').profiles
+    if prof not in have: fail(f"task '{cfg.task}': no '{prof}' fine-tuning profile (has: {', '.join(have)})")
+    d = dict(have[prof]); epochs, mult = d.pop('epochs'), d.pop('head_lr_mult')
     epochs = cfg.epochs if cfg.epochs is not None else epochs
     mult = cfg.head_lr_mult if cfg.head_lr_mult is not None else mult
     d.update(warmup=0.1, lr_mult={r'^head\.': mult} if mult != 1 else {}, log_every=10)
@@ -68,6 +75,24 @@ def train_config(cfg:FinetuneConfig, # the run
     if d['batch_size'] > n_train and 'batch_size' not in cfg.train: d['batch_size'] = n_train
     if 'steps' not in cfg.train: d['steps'] = max(1, math.ceil(epochs * n_train / d['batch_size']))
     return from_dict(TrainConfig, d, 'finetune train')
+
+# %% ../nbs/06b_finetune.ipynb #e0fc18b1
+def _setup(cfg:FinetuneConfig, rank:int) -> tuple:
+    "(splits, meta, backbone, its pre-training heads, tokenizer or None) of a run."
+    t = cfg.task
+    if rank == 0: load_task_data(t, cfg.data)        # build the data cache once, before the others read it
+    if dist.is_available() and dist.is_initialized(): dist.barrier()
+    splits, meta = load_task_data(t, cfg.data)
+    for s in ('train', cfg.eval_split):
+        if s not in splits: fail(f"data: no split '{s}' for task '{t}' (have: {', '.join(splits)})")
+    bb, heads = load_model(cfg.model)
+    if cfg.image_size and cfg.image_size != bb.cfg.image_size:   # e.g. pre-trained at 224 px, fine-tuned at 384 px
+        from vlmerge.models.pretrained import resize_image
+        bb, rep = resize_image(bb, cfg.image_size)
+        if rank == 0: print(rep)
+    tok = task_tokenizer(cfg.data, cfg.model, bb.cfg.max_text_len) if get_task(t).text else None
+    if tok is not None: check_vocab(tok, bb.cfg.vocab_size, cfg.model)
+    return splits, meta, bb, heads, tok
 
 # %% ../nbs/06b_finetune.ipynb #4e2dab36
 def run_finetune(cfg:FinetuneConfig, # the run
@@ -83,22 +108,11 @@ def run_finetune(cfg:FinetuneConfig, # the run
     if (out/'ckpt').exists() and not resume: fail(f"{out}: holds a run already; pass --resume to continue it or choose another output folder")
     if not cfg.model: fail("model: the model folder to fine-tune is needed")
     init_distributed(get_device(cfg.train.get('device'))); rank = dist_info()[0]
-    if rank == 0: load_task_data(t, cfg.data)        # build the data cache once, before the others read it
-    if dist.is_available() and dist.is_initialized(): dist.barrier()
-    splits, meta = load_task_data(t, cfg.data)
-    for s in ('train', cfg.eval_split):
-        if s not in splits: fail(f"data: no split '{s}' for task '{t}' (have: {', '.join(splits)})")
-    bb, heads = load_model(cfg.model)
-    if cfg.image_size and cfg.image_size != bb.cfg.image_size:   # e.g. pre-trained at 224 px, fine-tuned at 384 px
-        from vlmerge.models.pretrained import resize_image
-        bb, rep = resize_image(bb, cfg.image_size)
-        if rank == 0: print(rep)
-    tok = task_tokenizer(cfg.data, cfg.model, bb.cfg.max_text_len) if t != 'classification' and t != 'segmentation' else None
-    if tok is not None: check_vocab(tok, bb.cfg.vocab_size, cfg.model)
+    splits, meta, bb, heads, tok = _setup(cfg, rank)
     tcfg = train_config(cfg, len(splits['train']))
     set_seed(tcfg.seed)
-    tm = new_task_model(t, bb, heads, answers=meta.get('answers'), classes=meta.get('classes'))
-    collate = task_collate(t, tok, tm.backbone.cfg, train=cfg.augment, num_answers=tm.info.get('num_answers'))
+    tm = new_task_model(t, bb, heads, **meta)
+    collate = task_collate(t, tok, tm.backbone.cfg, train=cfg.augment, info=tm.info)
     eval_fn = None
     if tcfg.eval_every and 'val' in splits:
         eval_fn = lambda model, step: {f'val_{k}': v for k, v in evaluate_model(model, splits['val'], tok, cfg.eval_batch_size, tcfg.device).items()}

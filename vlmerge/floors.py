@@ -10,6 +10,7 @@ from .core import fail
 from .evaluate import (accuracy, topk_accuracy, retrieval_recall, confusion_matrix, segmentation_scores,
                               vqa_accuracy, TaskData, load_task_data)
 from .data.world import IGNORE_INDEX
+from .tasks import get_task, update_task, task_names
 
 # %% auto #0
 __all__ = ['bow_vocab', 'bow_features', 'fit_text_model', 'task_floors', 'highest_floor', 'data_floors']
@@ -128,28 +129,37 @@ def _segmentation_floors(sp:dict, C:int, image_size:int, seed:int=0) -> dict:
     return {'chance': score(rnd), 'constant': score(torch.full_like(ys['test'], const))}
 
 # %% ../nbs/06c_floors.ipynb #35073eda
-def task_floors(task:str, # 'vqa', 'nlvr2', 'retrieval', 'classification' or 'segmentation'
+def _classes(task, sp, meta):
+    "The number of classes: meta['classes'], else the train split's label names."
+    C = len(meta.get('classes') or getattr(sp['train'].features.get('label'), 'names', None) or [])
+    if not C: fail(f"floors: task '{task}' needs meta['classes']")
+    return C
+
+def _vqa_task_floors(sp, meta, image_size, seed):
+    if not meta.get('answers'): fail("floors: VQA needs meta['answers'], the answer vocabulary")
+    return _vqa_floors(sp, list(meta['answers']))
+
+def _seg_task_floors(sp, meta, image_size, seed):
+    out = _segmentation_floors(sp, _classes('segmentation', sp, meta), image_size, seed); return {**out, 'text_only': dict(out['chance'])}
+
+update_task('vqa', floors=_vqa_task_floors)
+update_task('nlvr2', floors=lambda sp, meta, image_size, seed: _nlvr2_floors(sp))
+update_task('retrieval', floors=lambda sp, meta, image_size, seed: _retrieval_floors(sp, seed=seed))
+update_task('classification', floors=lambda sp, meta, image_size, seed: _classification_floors(sp, _classes('classification', sp, meta)))
+update_task('segmentation', floors=_seg_task_floors)
+
+# %% ../nbs/06c_floors.ipynb #d76369ee
+def task_floors(task:str, # a task with floors in its spec (vqa, nlvr2, retrieval, classification, segmentation, ...)
                 splits:dict, # {'train', 'test'[, 'val']}: datasets of the task (as `load_task_data` returns them)
                 meta:dict|None=None, # {'answers'} for VQA, {'classes'} for classification / segmentation
                 image_size:int=32, # segmentation: the side the masks are scored at (the model's image size)
                 seed:int=0 # random draws (retrieval and segmentation chance)
                ) -> dict:
     "{'chance', 'constant', 'text_only'}: each the evaluator's score dict of that floor on the test split."
+    spec = get_task(task, 'floors')
     for s in ('train', 'test'):
         if s not in splits: fail(f"floors: task '{task}' needs a '{s}' split (have: {', '.join(splits)})")
-    meta = meta or {}
-    if task == 'nlvr2': return _nlvr2_floors(splits)
-    if task == 'vqa':
-        if not meta.get('answers'): fail("floors: VQA needs meta['answers'], the answer vocabulary")
-        return _vqa_floors(splits, list(meta['answers']))
-    if task == 'retrieval': return _retrieval_floors(splits, seed=seed)
-    if task in ('classification', 'segmentation'):
-        names = meta.get('classes') or (splits['train'].features['label'].names if task == 'classification' else [])
-        C = len(names)
-        if not C: fail(f"floors: task '{task}' needs meta['classes']")
-        if task == 'classification': return _classification_floors(splits, C)
-        out = _segmentation_floors(splits, C, image_size, seed); return {**out, 'text_only': dict(out['chance'])}
-    fail(f"floors: unknown task '{task}' (known: vqa, nlvr2, retrieval, classification, segmentation)")
+    return spec.floors(splits, meta or {}, image_size, seed)
 
 def highest_floor(floors:dict, # from `task_floors`
                   metric:str # e.g. 'acc', 'vqa_score', 'r_mean', 'top1', 'miou'
@@ -161,12 +171,12 @@ def highest_floor(floors:dict, # from `task_floors`
 
 # %% ../nbs/06c_floors.ipynb #eb4d999e
 def data_floors(dc:TaskData, # where the tasks' data comes from
-                tasks:tuple=('vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation'), # which tasks
+                tasks:tuple|None=None, # which tasks (default: every task with floors)
                 image_size:int|None=None # segmentation's scoring size (default: the world's image size)
                ) -> dict:
     "{task: task_floors(...)} for each of `tasks`."
     out = {}
-    for t in tasks:
+    for t in (task_names('floors') if tasks is None else tasks):
         splits, meta = load_task_data(t, dc)
         out[t] = task_floors(t, splits, meta, image_size or dc.image_size)
     return out

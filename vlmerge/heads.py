@@ -12,14 +12,16 @@ from .models.config import VLConfig
 from .models.transformer import VLTransformer
 from .data.world import IGNORE_INDEX
 from .pretrain.objectives import PretrainHeads, contrastive_loss
+from .tasks import TaskNames, get_task, update_task
 
 # %% auto #0
 __all__ = ['TASKS', 'MLPHead', 'RetrievalHead', 'ClassificationHead', 'SegmentationHead', 'make_head', 'extend_token_types',
-           'TaskModel', 'vqa_loss', 'seg_class_weights', 'task_loss', 'loss_for', 'new_task_model', 'save_task_model',
+           'TaskModel', 'encode_pair', 'encode_two_images', 'encode_apart', 'encode_patches', 'vqa_loss',
+           'seg_class_weights', 'ce_loss', 'task_loss', 'loss_for', 'new_task_model', 'save_task_model',
            'read_task_info', 'load_task_model']
 
 # %% ../nbs/06_heads.ipynb #939523e5
-TASKS = ('vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation')
+TASKS = TaskNames('head')  # the tasks with a head: a live view of the task registry (`vlmerge.tasks`)
 
 class MLPHead(nn.Module):
     "Linear → LayerNorm → GELU → Linear: the VQA and NLVR2 classifiers of ViLT and VLMo."
@@ -50,6 +52,7 @@ class RetrievalHead(nn.Module):
                            'logit_scale': heads.logit_scale})
         return h
 
+# %% ../nbs/06_heads.ipynb #9f16b317
 class ClassificationHead(nn.Module):
     "Mean of the patch tokens → LayerNorm → Linear (BEiT's classifier)."
     def __init__(self, width:int, num_classes:int):
@@ -73,23 +76,22 @@ class SegmentationHead(nn.Module):
         return F.interpolate(x, size=size, mode='bilinear', align_corners=False)  # (B, C, H, W)
 
 # %% ../nbs/06_heads.ipynb #27e3fad0
-def make_head(task:str, # one of TASKS
+def make_head(task:str, # a task with a head (see TASKS)
               cfg:VLConfig, # the backbone's config
-              num_answers:int|None=None, # VQA: answer vocabulary size
-              num_classes:int|None=None, # classification / segmentation: number of classes
-              embed_dim:int|None=None # retrieval: embedding size (default: the width)
+              pretrain_heads:PretrainHeads|None=None, # retrieval: start from their ITC projections
+              **info # what sizes the head: num_answers (VQA), num_classes (classification / segmentation), embed_dim (retrieval)
              ) -> nn.Module:
     "A new head for `task` on a backbone of config `cfg`."
-    D = cfg.width
-    if task == 'vqa':
-        if not num_answers: fail("task 'vqa': num_answers (the answer vocabulary size) is needed")
-        return MLPHead(D, 2 * D, num_answers)
-    if task == 'nlvr2': return MLPHead(2 * D, 2 * D, 2)
-    if task == 'retrieval': return RetrievalHead(D, embed_dim)
-    if task in ('classification', 'segmentation'):
-        if not num_classes: fail(f"task '{task}': num_classes is needed")
-        return ClassificationHead(D, num_classes) if task == 'classification' else SegmentationHead(D, num_classes)
-    fail(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    spec = get_task(task, 'head'); L = spec.labels
+    if L and not info.get(f'num_{L}'): fail(f"task '{task}': num_{L} (the size of its label vocabulary) is needed")
+    return spec.head(cfg, info, pretrain_heads)
+
+update_task('vqa', head=lambda cfg, info, ph: MLPHead(cfg.width, 2 * cfg.width, info['num_answers']))
+update_task('nlvr2', head=lambda cfg, info, ph: MLPHead(2 * cfg.width, 2 * cfg.width, 2))
+update_task('retrieval', head=lambda cfg, info, ph: RetrievalHead.from_pretrain(ph) if ph is not None else RetrievalHead(cfg.width, info.get('embed_dim')),
+            head_info=lambda head, ph: {'embed_dim': head.itc_image.out_features, 'from_pretrain_heads': ph is not None})
+update_task('classification', head=lambda cfg, info, ph: ClassificationHead(cfg.width, info['num_classes']))
+update_task('segmentation', head=lambda cfg, info, ph: SegmentationHead(cfg.width, info['num_classes']))
 
 # %% ../nbs/06_heads.ipynb #76a301a8
 def extend_token_types(backbone:VLTransformer, # any backbone
@@ -110,12 +112,12 @@ class TaskModel(nn.Module):
     "A backbone with one task head; `forward(batch)` runs the task's path on a collated batch."
     def __init__(self, backbone:VLTransformer, # the transformer (any variant)
                  head:nn.Module, # from `make_head`
-                 task:str, # one of TASKS
+                 task:str, # a task with a head (see TASKS)
                  info:dict|None=None # what describes the head: num_answers, answers, num_classes, classes...
                 ):
         super().__init__()
-        if task not in TASKS: fail(f"unknown task '{task}' (known: {', '.join(TASKS)})")
-        if task == 'nlvr2' and backbone.cfg.token_types < 3: fail("task 'nlvr2': the backbone needs 3 token types (use extend_token_types)")
+        n = get_task(task, 'head').token_types
+        if backbone.cfg.token_types < n: fail(f"task '{task}': the backbone needs {n} token types (use extend_token_types)")
         self.backbone, self.head, self.task, self.info = backbone, head, task, dict(info or {})
 
     def encode_image(self, pixels # (B, 3, H, W)
@@ -127,20 +129,36 @@ class TaskModel(nn.Module):
 
     def forward(self, batch:dict # fields of `collate_for(task, ...)`
                ):
-        "VQA (B, A), NLVR2 (B, 2), classification (B, C), segmentation (B, C, H, W) logits; retrieval (image emb, text emb, logit scale)."
-        bb, t = self.backbone, self.task
-        if t == 'vqa':
-            return self.head(bb(image=batch['pixel_values'], text_ids=batch['input_ids'], text_mask=batch['attention_mask'], paths=('vl',)).pooled)
-        if t == 'nlvr2':
-            ids, mask = batch['input_ids'], batch['attention_mask']
-            p1 = bb(image=batch['pixel_values_left'], text_ids=ids, text_mask=mask, image_token_type=1, paths=('vl',)).pooled
-            p2 = bb(image=batch['pixel_values_right'], text_ids=ids, text_mask=mask, image_token_type=2, paths=('vl',)).pooled
-            return self.head(torch.cat([p1, p2], -1))
-        if t == 'retrieval':
-            return self.encode_image(batch['pixel_values']), self.encode_text(batch['input_ids'], batch['attention_mask']), self.head.logit_scale
-        x = batch['pixel_values']
-        tokens = bb(image=x, paths=('v',)).image[:, 1:]                      # (B, N, D) patch tokens
-        return self.head(tokens) if t == 'classification' else self.head(tokens, tuple(x.shape[-2:]))
+        "The head's outputs: VQA (B, A), NLVR2 (B, 2), classification (B, C), segmentation (B, C, H, W) logits; retrieval (image emb, text emb, logit scale)."
+        spec = get_task(self.task); f = spec.encode(self.backbone, batch)     # the task's paths
+        return spec.apply_head(self.head, f, batch) if spec.apply_head else self.head(f)
+
+# %% ../nbs/06_heads.ipynb #c017380d
+def encode_pair(bb:VLTransformer, batch:dict):
+    "The pooled CLS of the fused image-text pass (B, D) (VQA)."
+    return bb(image=batch['pixel_values'], text_ids=batch['input_ids'], text_mask=batch['attention_mask'], paths=('vl',)).pooled
+
+def encode_two_images(bb:VLTransformer, batch:dict):
+    "One fused pass per image, token types 1 and 2, their pooled CLS concatenated (B, 2D) (NLVR2)."
+    ids, mask = batch['input_ids'], batch['attention_mask']
+    p = [bb(image=batch[f'pixel_values_{s}'], text_ids=ids, text_mask=mask, image_token_type=i, paths=('vl',)).pooled
+         for i, s in ((1, 'left'), (2, 'right'))]
+    return torch.cat(p, -1)
+
+def encode_apart(bb:VLTransformer, batch:dict):
+    "Image CLS on the V path and text CLS on the L path, no fusion (B, D) each (retrieval: a dual encoder)."
+    return (bb(image=batch['pixel_values'], paths=('v',)).image[:, 0],
+            bb(text_ids=batch['input_ids'], text_mask=batch['attention_mask'], paths=('l',)).text[:, 0])
+
+def encode_patches(bb:VLTransformer, batch:dict):
+    "The V path's patch tokens (B, N, D) (classification, segmentation)."
+    return bb(image=batch['pixel_values'], paths=('v',)).image[:, 1:]
+
+update_task('vqa', encode=encode_pair)
+update_task('nlvr2', encode=encode_two_images, token_types=3)
+update_task('retrieval', encode=encode_apart, apply_head=lambda h, f, b: (h.itc_image(f[0]), h.itc_text(f[1]), h.logit_scale))
+update_task('classification', encode=encode_patches)
+update_task('segmentation', encode=encode_patches, apply_head=lambda h, f, b: h(f, tuple(b['pixel_values'].shape[-2:])))
 
 # %% ../nbs/06_heads.ipynb #126325f5
 def vqa_loss(logits, # (B, A)
@@ -158,24 +176,36 @@ def seg_class_weights(labels, # (B, H, W) class ids, IGNORE_INDEX where unlabell
     w = torch.where(n > 0, f.clamp(min=1e-12).rsqrt(), torch.zeros_like(f))
     return w / (w * f).sum().clamp(min=1e-12)
 
-def task_loss(task:str, # one of TASKS
+# %% ../nbs/06_heads.ipynb #103a757b
+def ce_loss(out, # (B, C) logits
+            batch:dict # with labels (B,) class ids
+           ) -> tuple:
+    "Cross-entropy, logging the accuracy (NLVR2, classification)."
+    return F.cross_entropy(out.float(), batch['labels']), {'acc': float((out.argmax(-1) == batch['labels']).float().mean())}
+
+def _retrieval_loss(out, batch):
+    loss, i2t = contrastive_loss(*out)
+    return loss, {'acc': float((i2t.argmax(-1) == torch.arange(len(i2t), device=i2t.device)).float().mean())}
+
+def _seg_loss(out, batch):
+    w = seg_class_weights(batch['labels'], out.shape[1])
+    return F.cross_entropy(out.float(), batch['labels'], weight=w, ignore_index=IGNORE_INDEX), {}
+
+for _t, _l in (('vqa', lambda out, b: (vqa_loss(out, b['labels']), {})), ('nlvr2', ce_loss), ('retrieval', _retrieval_loss),
+               ('classification', ce_loss), ('segmentation', _seg_loss)):
+    update_task(_t, loss=_l)
+
+def task_loss(task:str, # a task with a loss
               out, # what `TaskModel.forward` returned
               batch:dict # the batch, with its labels
              ) -> tuple:
     "(loss, dict of floats to log) of `task`."
-    if task == 'vqa': return vqa_loss(out, batch['labels']), {}
-    if task == 'retrieval':
-        loss, i2t = contrastive_loss(*out)
-        return loss, {'acc': float((i2t.argmax(-1) == torch.arange(len(i2t), device=i2t.device)).float().mean())}
-    if task == 'segmentation':
-        w = seg_class_weights(batch['labels'], out.shape[1])
-        return F.cross_entropy(out.float(), batch['labels'], weight=w, ignore_index=IGNORE_INDEX), {}
-    return F.cross_entropy(out.float(), batch['labels']), {'acc': float((out.argmax(-1) == batch['labels']).float().mean())}
+    return get_task(task, 'loss').loss(out, batch)
 
-def loss_for(task:str # one of TASKS
+def loss_for(task:str # a task with a loss
             ):
     "The loss function `loss_fn(model, batch) -> (loss, logs)` of `task`, for `vlmerge.train.train`."
-    if task not in TASKS: fail(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    get_task(task, 'loss')
     return lambda model, batch: task_loss(task, model(batch), batch)
 
 # %% ../nbs/06_heads.ipynb #8cb0f033
@@ -183,27 +213,19 @@ from .models.keymap import load_backbone, quiet_hf  # the one strict loader of a
 from .core import load_strict  # heads load strictly too, naming the file and the keys
 
 # %% ../nbs/06_heads.ipynb #e9b7b180
-def new_task_model(task:str, # one of TASKS
+def new_task_model(task:str, # a task with a head (see TASKS)
                    backbone:VLTransformer, # the backbone (pre-trained, merged, ...)
                    pretrain_heads:PretrainHeads|None=None, # retrieval starts from their ITC projections
-                   answers:list|None=None, # VQA: the answer vocabulary (label id = position)
-                   classes:list|None=None, # classification / segmentation: class names (label id = position)
+                   **meta # the task data's label vocabulary: answers=[...] (VQA), classes=[...] (label id = position)
                   ) -> TaskModel:
-    "A `TaskModel` with a new head for `task`."
-    info = {}
-    if task == 'vqa':
-        if not answers: fail("task 'vqa': an answer vocabulary is needed")
-        info = {'num_answers': len(answers), 'answers': list(answers)}
-    if task in ('classification', 'segmentation'):
-        if not classes: fail(f"task '{task}': class names are needed")
-        info = {'num_classes': len(classes), 'classes': list(classes)}
-    if task == 'nlvr2': backbone = extend_token_types(backbone)
-    if task == 'retrieval':
-        head = RetrievalHead.from_pretrain(pretrain_heads) if pretrain_heads is not None else RetrievalHead(backbone.cfg.width)
-        info = {'embed_dim': head.itc_image.out_features, 'from_pretrain_heads': pretrain_heads is not None}
-    else: head = make_head(task, backbone.cfg, info.get('num_answers'), info.get('num_classes'))
+    "A `TaskModel` with a new head for `task` (on a backbone with the token types the task needs)."
+    spec = get_task(task, 'head'); info = spec.label_info(meta)
+    backbone = extend_token_types(backbone, spec.token_types)
+    head = make_head(task, backbone.cfg, pretrain_heads, **info)
+    if spec.head_info: info.update(spec.head_info(head, pretrain_heads))
     return TaskModel(backbone, head, task, info)
 
+# %% ../nbs/06_heads.ipynb #bc8bc053
 def save_task_model(folder:str|Path, # destination (replaced atomically)
                     tm:TaskModel, # the fine-tuned model
                     extra:dict|None=None # JSON-able notes added to task.json
@@ -232,9 +254,9 @@ def load_task_model(folder:str|Path # a folder written by `save_task_model`
     if info is None: fail(f"{folder}: no task.json (not a fine-tuned model folder; run `vlmerge finetune` first)")
     if not (folder/'task_head.safetensors').exists(): fail(f"{folder}: no task_head.safetensors")
     task = info['task']; bb = load_backbone(folder)
-    for k in {'vqa': ('num_answers',), 'classification': ('num_classes',), 'segmentation': ('num_classes',)}.get(task, ()):
-        if not isinstance(info.get(k), int): fail(f"{folder/'task.json'}: task '{task}' needs an integer '{k}'")
-    head = make_head(task, bb.cfg, info.get('num_answers'), info.get('num_classes'), info.get('embed_dim'))
+    spec = get_task(task, 'head'); L = spec.labels
+    if L and not isinstance(info.get(f'num_{L}'), int): fail(f"{folder/'task.json'}: task '{task}' needs an integer 'num_{L}'")
+    head = make_head(task, bb.cfg, **{k: v for k, v in info.items() if k != 'task'})
     load_strict(head, load_sd(folder/'task_head.safetensors'), folder/'task_head.safetensors')
-    keep = ('num_answers', 'answers', 'num_classes', 'classes', 'embed_dim', 'from_pretrain_heads')
+    keep = ([f'num_{L}', L] if L else []) + list(spec.head_info(head, None) if spec.head_info else ())  # what describes the head
     return TaskModel(bb, head, task, {k: info[k] for k in keep if k in info}).eval()

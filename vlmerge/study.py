@@ -24,8 +24,10 @@ __all__ = ['TASKS', 'MAIN_METRIC', 'STUDY_STATISTICS', 'USED_EXPERTS', 'STEP_COU
            'run_workers', 'watch_workers', 'study_cmd', 'demo_cmd']
 
 # %% ../nbs/07_study.ipynb #5e7eb5dc
-TASKS = ('vqa', 'nlvr2', 'retrieval', 'classification', 'segmentation')
-MAIN_METRIC = {'vqa': 'vqa_score', 'nlvr2': 'acc', 'retrieval': 'r_mean', 'classification': 'top1', 'segmentation': 'miou'}
+import vlmerge.finetune   # fills in the task specs the study reads: heads, metrics, profiles
+from .tasks import TaskNames, TaskField, get_task, update_task, task_names
+TASKS = TaskNames('head')              # the downstream tasks: a live view of the task registry
+MAIN_METRIC = TaskField('main_metric')  # {task: its main metric}, from the specs
 
 @dataclass
 class StudyConfig:
@@ -199,7 +201,7 @@ def _task_batches(cfg:StudyConfig, bb:VLTransformer, task:str, folder:Path, n:in
     from vlmerge.evaluate import TaskData, load_task_data, task_tokenizer, task_collate
     td = from_dict(TaskData, _task_data(cfg)); splits, meta = load_task_data(task, td)
     ds = splits['val'] if 'val' in splits else splits['train']
-    col = task_collate(task, task_tokenizer(td, folder, bb.cfg.max_text_len), bb.cfg, False, len(meta['answers']) if task == 'vqa' else None)
+    col = task_collate(task, task_tokenizer(td, folder, bb.cfg.max_text_len), bb.cfg, False, get_task(task).label_info(meta))
     bs = max(1, min(32, len(ds) // max(1, n)))
     return [col([ds[j] for j in range(i * bs, min(len(ds), (i + 1) * bs))]) for i in range(n) if i * bs < len(ds)]
 
@@ -207,10 +209,7 @@ def _gram_forward(task:str|None):
     "How a batch runs through the backbone while the Grams are collected: the task's own paths (as `heads.TaskModel`), or all three."
     ids = lambda b: dict(text_ids=b['input_ids'], text_mask=b['attention_mask'])
     if task is None: return lambda m, b: m(image=b['pixel_values'], **ids(b))
-    if task == 'vqa': return lambda m, b: m(image=b['pixel_values'], **ids(b), paths=('vl',))
-    if task == 'nlvr2': return lambda m, b: [m(image=b[f'pixel_values_{s}'], **ids(b), image_token_type=i, paths=('vl',)) for i, s in ((1, 'left'), (2, 'right'))]
-    if task == 'retrieval': return lambda m, b: (m(image=b['pixel_values'], paths=('v',)), m(**ids(b), paths=('l',)))
-    return lambda m, b: m(image=b['pixel_values'], paths=('v',))
+    return get_task(task, 'encode').encode
 
 # %% ../nbs/07_study.ipynb #c14c7a06
 def grams_for(cfg:StudyConfig, # the study
@@ -225,15 +224,16 @@ def grams_for(cfg:StudyConfig, # the study
     km = key_map(bb.cfg)
     names = [ek[:-len('.weight')] for sk, d in km.items() if sk.endswith('.weight') and sk.split('.')[-2] in ('qkv', 'proj', 'fc1', 'fc2')
              for ek in d.values()]
-    if task == 'nlvr2':
+    if task:
         from vlmerge.heads import extend_token_types
-        bb = extend_token_types(bb, 3).eval()      # NLVR2's second image type; the expert layers are the same
+        bb = extend_token_types(bb, get_task(task).token_types).eval()      # NLVR2's second image type; the expert layers are the same
     batches = _task_batches(cfg, bb, task, folder, cfg.gram_batches) if task else _val_batches(cfg, bb, cfg.gram_batches)
     with torch.no_grad(): G = collect_grams(bb, names, batches, _gram_forward(task), strict=False)
     save_sd(G, dest)
     return dest
 
-USED_EXPERTS = {'vqa': ('vl',), 'nlvr2': ('vl',), 'retrieval': ('v', 'l')}  # only_activate_used_experts: the top layers' experts per task
+for _t, _e in (('vqa', ('vl',)), ('nlvr2', ('vl',)), ('retrieval', ('v', 'l'))): update_task(_t, used_experts=_e)
+USED_EXPERTS = TaskField('used_experts')  # only_activate_used_experts: the top layers' experts per task (from the specs)
 
 # %% ../nbs/07_study.ipynb #c14c7a08
 def _statistics(cfg:StudyConfig, folder:Path, spec:dict, task:str|None):
@@ -315,7 +315,7 @@ def zero_shot_scores(cfg:StudyConfig, model:Path|dict) -> dict:
     "Zero-shot retrieval and classification of a model folder (or each task's) through its contrastive heads (test splits)."
     from vlmerge.evaluate import zero_shot, TaskData, load_task_data, task_tokenizer
     td = from_dict(TaskData, _task_data(cfg)); out = {}
-    for t in ('retrieval', 'classification'):
+    for t in task_names('zero_shot'):
         bb, heads = load_model(_for(model, t))
         if heads is None: return {}
         tok = task_tokenizer(td, _for(model, t), bb.cfg.max_text_len)
@@ -351,7 +351,7 @@ def run_cell(cfg:StudyConfig, # the study
     atomic_write_json(res_path, res)
     return res
 
-def _model_tasks(cfg): return list(dict.fromkeys(list(cfg.tasks) + (['retrieval', 'classification'] if cfg.zero_shot else [])))
+def _model_tasks(cfg): return list(dict.fromkeys(list(cfg.tasks) + (task_names('zero_shot') if cfg.zero_shot else [])))
 
 # %% ../nbs/07_study.ipynb #c14c7a14
 def _alpha_curve(cfg:StudyConfig, root:Path, seed:int, k_seed:int, variant:str) -> list:

@@ -4,17 +4,18 @@
 
 # %% ../../nbs/01b_data.loaders.ipynb #231b08c9
 from __future__ import annotations
-import functools, os, random
+import functools, inspect, os, random
 import numpy as np, torch
 from PIL import Image
 from ..core import fail
 from .world import IGNORE_INDEX, ANSWERS
 from .text import MAX_TEXT_LEN
+from ..tasks import update_task, get_task
 
 # %% auto #0
 __all__ = ['IMAGE_MEAN', 'IMAGE_STD', 'transform_image', 'transform_pair', 'tokenize', 'mask_words', 'collate_pairs',
            'collate_vqa', 'collate_nlvr2', 'collate_classification', 'collate_segmentation', 'retrieval_texts',
-           'collate_images', 'collate_texts', 'collate_for', 'make_loader']
+           'collate_images', 'collate_texts', 'collate_settings', 'collate_for', 'make_loader']
 
 # %% ../../nbs/01b_data.loaders.ipynb #da24680c
 IMAGE_MEAN = (0.5, 0.5, 0.5)
@@ -165,11 +166,21 @@ def collate_texts(batch:list, tokenizer, image_size:int|None=None, train:bool=Fa
             'image_index': torch.tensor([e['image_index'] for e in batch])}
 
 # %% ../../nbs/01b_data.loaders.ipynb #39247b0a
-_COLLATES = {'pretrain': collate_pairs, 'retrieval': collate_pairs, 'vqa': collate_vqa, 'nlvr2': collate_nlvr2,
-             'classification': collate_classification, 'segmentation': collate_segmentation,
-             'images': collate_images, 'texts': collate_texts}
+for _t, _c, _x in (('pretrain', collate_pairs, True), ('retrieval', collate_pairs, True), ('vqa', collate_vqa, True),
+                   ('nlvr2', collate_nlvr2, True), ('classification', collate_classification, False),
+                   ('segmentation', collate_segmentation, False)):
+    update_task(_t, collate=_c, text=_x)
+update_task('pretrain', masks_text=True)
+_HALVES = {'images': (collate_images, False), 'texts': (collate_texts, True)}  # a retrieval split's images and captions apart
 
-def collate_for(task:str, # a world task, or 'images' / 'texts' for retrieval evaluation
+def _collate_of(task): s = _HALVES.get(task) or get_task(task, 'collate'); return s if task in _HALVES else (s.collate, s.text)
+
+def collate_settings(task:str # a task with a collate, or 'images' / 'texts'
+                    ) -> tuple:
+    "The settings the collate of `task` takes besides the tokenizer, image size and train (e.g. max_len, num_answers)."
+    return tuple(k for k in inspect.signature(_collate_of(task)[0]).parameters if k not in ('batch', 'tokenizer', 'image_size', 'train'))
+
+def collate_for(task:str, # a task with a collate in its spec, or 'images' / 'texts' for retrieval evaluation
                 tokenizer=None, # a fast tokenizer (tasks with text)
                 image_size:int=32, # image side
                 train:bool=False, # augment (and pick random captions)
@@ -177,10 +188,10 @@ def collate_for(task:str, # a world task, or 'images' / 'texts' for retrieval ev
                 **kw # more settings for the collate (num_answers, max_len)
                ):
     "The collate function of `task`, bound to its settings (picklable, for DataLoader workers)."
-    if task not in _COLLATES: fail(f"unknown task '{task}' (known: {', '.join(_COLLATES)})")
-    if tokenizer is None and task not in ('classification', 'segmentation', 'images'): fail(f"task '{task}' needs a tokenizer")
-    if task == 'pretrain': kw['mlm_prob'] = mlm_prob
-    return functools.partial(_COLLATES[task], tokenizer=tokenizer, image_size=image_size, train=train, **kw)
+    fn, text = _collate_of(task)
+    if tokenizer is None and text: fail(f"task '{task}' needs a tokenizer")
+    if task not in _HALVES and get_task(task).masks_text: kw['mlm_prob'] = mlm_prob
+    return functools.partial(fn, tokenizer=tokenizer if text else None, image_size=image_size, train=train, **kw)
 
 # %% ../../nbs/01b_data.loaders.ipynb #c6e99cc8
 def _seed_worker(worker_id):

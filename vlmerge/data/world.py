@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from ..core import fail, atomic_path
+from ..tasks import TaskSpec, TaskNames, register_task, update_task, get_task
 
 # %% auto #0
 __all__ = ['GEN_VERSION', 'SHAPES', 'COLOURS', 'SIZES', 'IGNORE_INDEX', 'SEG_CLASSES', 'CLASSES', 'ANSWERS', 'TASKS', 'SPLITS',
@@ -27,7 +28,7 @@ IGNORE_INDEX = 255  # segmentation label of pixels that belong to no class (clut
 SEG_CLASSES = ('background',) + SHAPES
 CLASSES = tuple(sorted(f'{c} {s}' for c in COLOURS for s in SHAPES))
 ANSWERS = ('no', 'yes') + tuple(COLOURS) + SHAPES + tuple(str(i) for i in range(10))
-TASKS = ('pretrain', 'retrieval', 'vqa', 'nlvr2', 'classification', 'segmentation')
+TASKS = TaskNames('examples')  # the tasks the world generates: a live view of `vlmerge.tasks` (registered below)
 SPLITS = ('train', 'val', 'test')
 _RADIUS = {'small': (0.09, 0.125), 'large': (0.165, 0.22)}  # radius as a fraction of the image side
 
@@ -376,9 +377,70 @@ def seg_mask(scene:Scene, # the scene
     lut = np.array([SEG_CLASSES.index(o.shape) for o in scene.objs] + [IGNORE_INDEX, 0], np.uint8)
     return lut[inst]  # index -2 -> IGNORE_INDEX, -1 -> background
 
-def _rng(seed, task, split): return np.random.default_rng([seed, TASKS.index(task), SPLITS.index(split), GEN_VERSION])
+def _rng(seed, task, split): return np.random.default_rng([seed, get_task(task, 'world_key').world_key, SPLITS.index(split), GEN_VERSION])
 
-def make_examples(task:str, # one of TASKS
+def _scenes(rng, task, split, n, S, scenes, **kw):
+    "(example with its image, scene, instance map) for `n` scenes drawn from `rng` one at a time."
+    for i in range(n):
+        sc = sample_scene(rng, size=S, **kw); img, inst = render(sc, S)
+        base = {'image': _img(img), 'image_id': f'{task}-{split}-{i:06d}'}
+        if scenes: base['scene'] = sc
+        yield base, sc, inst
+
+# %% ../../nbs/01_data.world.ipynb #b0464353
+def _captioned(rng, task, split, n, image_size, scenes=False, **_):
+    "Pre-training and retrieval: an image and its five captions."
+    for base, sc, _ in _scenes(rng, task, split, n, image_size, scenes): yield {**base, 'captions': captions(sc, rng)}
+
+def _classified(rng, task, split, n, image_size, scenes=False, **_):
+    "Classification: the colour and shape of the clearly largest object."
+    for base, sc, _ in _scenes(rng, task, split, n, image_size, scenes, largest_unique=True, n_objects=(1, 4)):
+        yield {**base, 'label': CLASSES.index(max(sc.objs, key=lambda o: o.r).name)}
+
+def _segmented(rng, task, split, n, image_size, scenes=False, **_):
+    "Segmentation: the image and its semantic mask."
+    for base, sc, inst in _scenes(rng, task, split, n, image_size, scenes): yield {**base, 'mask': _img(seg_mask(sc, inst))}
+
+def _vqa_examples(rng, task, split, n, image_size, scenes=False, questions_per_image=3, **_):
+    "VQA: `questions_per_image` questions on each image, with ten human-like answers and their soft scores."
+    vocab = {a: k for k, a in enumerate(ANSWERS)}
+    for base, sc, _ in _scenes(rng, task, split, n, image_size, scenes):
+        for j in range(questions_per_image):
+            q = None
+            while q is None: qt = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]; q = question(sc, qt, rng)
+            answers = _annotate(rng, q[1]); labels, scores = soft_scores(answers, vocab)
+            yield {**base, 'question_id': f"{base['image_id']}-{j}", 'question': q[0], 'question_type': qt,
+                   'answers': answers, 'answer': q[1], 'labels': labels, 'scores': scores}
+
+# %% ../../nbs/01_data.world.ipynb #b1dea94f
+def _nlvr2_examples(rng, task, split, n, image_size, scenes=False, statements=None, **_):
+    "NLVR2: two images and a statement; each consecutive pair of examples holds one true and one false, in random order."
+    S = image_size
+    for i in range(n):
+        if i % 2 == 0: flip = bool(rng.random() < 0.5)
+        want = bool(i % 2) != flip
+        while True:
+            L, R = sample_scene(rng, size=S), sample_scene(rng, size=S)
+            for _ in range(30):
+                t, lab = statement(L, R, rng, statements)
+                if lab == want: break
+            if lab == want: break
+        ex = {'image_left': _img(render(L, S)[0]), 'image_right': _img(render(R, S)[0]),
+              'identifier': f'{split}-{i}-0-0', 'sentence': t, 'label': int(lab)}
+        if scenes: ex['scenes'] = (L, R)
+        yield ex
+
+# the world's tasks; the world keys are fixed forever (they seed the data), the order is the order tasks are listed in
+register_task(TaskSpec('vqa', world_key=2, examples=_vqa_examples, labels='answers', world_meta=lambda dd: {'answers': list(ANSWERS)}))
+register_task(TaskSpec('nlvr2', world_key=3, examples=_nlvr2_examples))
+register_task(TaskSpec('retrieval', world_key=1, examples=_captioned))
+register_task(TaskSpec('classification', world_key=4, examples=_classified, labels='classes',
+                       world_meta=lambda dd: {'classes': list(dd['train'].features['label'].names)}))
+register_task(TaskSpec('segmentation', world_key=5, examples=_segmented, labels='classes', world_meta=lambda dd: {'classes': list(SEG_CLASSES)}))
+register_task(TaskSpec('pretrain', world_key=0, examples=_captioned))
+
+# %% ../../nbs/01_data.world.ipynb #7dc41a48
+def make_examples(task:str, # a task the world generates (see TASKS)
                   split:str='train', # 'train', 'val' or 'test'
                   n:int=8, # number of images (VQA: questions_per_image questions on each)
                   seed:int=0, # world seed
@@ -388,39 +450,10 @@ def make_examples(task:str, # one of TASKS
                   statements:tuple|None=None # NLVR2: the statement kinds (default: all of STATEMENT_KINDS)
                  ):
     "Yield the examples of one task and split of the world, as plain dicts."
-    if task not in TASKS: fail(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    spec = get_task(task, 'examples')
     if split not in SPLITS: fail(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
-    rng, S = _rng(seed, task, split), image_size
-    for i in range(n):
-        iid = f'{task}-{split}-{i:06d}'
-        if task == 'nlvr2':
-            if i % 2 == 0: flip = bool(rng.random() < 0.5)
-            want = bool(i % 2) != flip  # each consecutive pair holds one True and one False, in random order
-            while True:
-                L, R = sample_scene(rng, size=S), sample_scene(rng, size=S)
-                for _ in range(30):
-                    t, lab = statement(L, R, rng, statements)
-                    if lab == want: break
-                if lab == want: break
-            ex = {'image_left': _img(render(L, S)[0]), 'image_right': _img(render(R, S)[0]),
-                  'identifier': f'{split}-{i}-0-0', 'sentence': t, 'label': int(lab)}
-            if scenes: ex['scenes'] = (L, R)
-            yield ex; continue
-        sc = sample_scene(rng, size=S, largest_unique=task == 'classification', n_objects=(2, 5) if task != 'classification' else (1, 4))
-        img, inst = render(sc, S)
-        base = {'image': _img(img), 'image_id': iid}
-        if scenes: base['scene'] = sc
-        if task in ('pretrain', 'retrieval'): yield {**base, 'captions': captions(sc, rng)}
-        elif task == 'classification': yield {**base, 'label': CLASSES.index(max(sc.objs, key=lambda o: o.r).name)}
-        elif task == 'segmentation': yield {**base, 'mask': _img(seg_mask(sc, inst))}
-        elif task == 'vqa':
-            vocab = {a: k for k, a in enumerate(ANSWERS)}
-            for j in range(questions_per_image):
-                q = None
-                while q is None: qt = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]; q = question(sc, qt, rng)
-                answers = _annotate(rng, q[1]); labels, scores = soft_scores(answers, vocab)
-                yield {**base, 'question_id': f'{iid}-{j}', 'question': q[0], 'question_type': qt,
-                       'answers': answers, 'answer': q[1], 'labels': labels, 'scores': scores}
+    yield from spec.examples(_rng(seed, task, split), task, split, n, image_size, scenes,
+                             questions_per_image=questions_per_image, statements=statements)
 
 # %% ../../nbs/01_data.world.ipynb #95482c90
 WORLD_SIZES = {'tiny': {'train': 24, 'val': 8, 'test': 8},
@@ -457,19 +490,40 @@ def world_path(seed:int=0, size:str='tiny', image_size:int=32, path:str|Path|Non
     return data_dir(path)/f'world-v{GEN_VERSION}-seed{seed}-{size}-{image_size}px'
 
 # %% ../../nbs/01_data.world.ipynb #47748861
-def world_features(task:str, # one of TASKS
+def _caption_features(classes=None):
+    from datasets import Features, Value, List, Image as HImage
+    s = Value('string')   # one object for both columns: the cached datasets' fingerprints hash the features as pickled
+    return Features({'image': HImage(), 'image_id': s, 'captions': List(s)})
+
+def _vqa_features(classes=None):
+    from datasets import Features, Value, List, Image as HImage
+    s = Value('string')
+    return Features({'image': HImage(), 'image_id': s, 'question_id': s, 'question': s, 'question_type': s,
+                     'answers': List(s), 'answer': s, 'labels': List(Value('int32')), 'scores': List(Value('float32'))})
+
+def _nlvr2_features(classes=None):
+    from datasets import Features, Value, ClassLabel, Image as HImage
+    s = Value('string')
+    return Features({'image_left': HImage(), 'image_right': HImage(), 'identifier': s, 'sentence': s, 'label': ClassLabel(names=['False', 'True'])})
+
+def _class_features(classes=None):
+    from datasets import Features, Value, ClassLabel, Image as HImage
+    return Features({'image': HImage(), 'image_id': Value('string'), 'label': ClassLabel(names=list(classes or CLASSES))})
+
+def _seg_features(classes=None):
+    from datasets import Features, Value, Image as HImage
+    return Features({'image': HImage(), 'image_id': Value('string'), 'mask': HImage()})
+
+for _t, _f in (('pretrain', _caption_features), ('retrieval', _caption_features), ('vqa', _vqa_features),
+               ('nlvr2', _nlvr2_features), ('classification', _class_features), ('segmentation', _seg_features)):
+    update_task(_t, features=_f)
+
+# %% ../../nbs/01_data.world.ipynb #7c38a5a1
+def world_features(task:str, # a registered task with features
                    classes:tuple|None=None # class names for classification / segmentation (default: the world's)
                   ):
     "The `datasets.Features` of a task's examples (shared with the real-format loaders)."
-    from datasets import Features, Value, List, ClassLabel, Image as HImage
-    s = Value('string')
-    if task in ('pretrain', 'retrieval'): return Features({'image': HImage(), 'image_id': s, 'captions': List(s)})
-    if task == 'vqa': return Features({'image': HImage(), 'image_id': s, 'question_id': s, 'question': s, 'question_type': s,
-                                       'answers': List(s), 'answer': s, 'labels': List(Value('int32')), 'scores': List(Value('float32'))})
-    if task == 'nlvr2': return Features({'image_left': HImage(), 'image_right': HImage(), 'identifier': s, 'sentence': s, 'label': ClassLabel(names=['False', 'True'])})
-    if task == 'classification': return Features({'image': HImage(), 'image_id': s, 'label': ClassLabel(names=list(classes or CLASSES))})
-    if task == 'segmentation': return Features({'image': HImage(), 'image_id': s, 'mask': HImage()})
-    fail(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    return get_task(task, 'features').features(classes)
 
 def world_info(size:str='tiny', seed:int=0, image_size:int=32) -> dict:
     "What `world.json` records: parameters, class lists, answer vocabulary, counts."
@@ -488,7 +542,7 @@ def build_world(seed:int=0, # world seed
                 image_size:int=32, # image side in pixels
                 path:str|Path|None=None, # data directory (default: `data_dir()`)
                 force:bool=False, # rebuild even if the cache exists
-                tasks:tuple=TASKS # the tasks to write
+                tasks:tuple=TASKS # the tasks to write (default: every task the world generates)
                ) -> Path:
     "Generate the world's data sets for every task and cache them on disk (atomically); return the folder."
     import datasets
@@ -499,7 +553,7 @@ def build_world(seed:int=0, # world seed
         counts = {}
         with atomic_path(dest) as tmp:
             tmp.mkdir(parents=True)
-            for task in tasks:
+            for task in sorted(tasks, key=lambda t: get_task(t, 'examples').world_key):   # in world-key order: the same world.json
                 dd = datasets.DatasetDict({sp: _to_dataset(list(make_examples(task, sp, n, seed, image_size, statements=_statements(size))), task)
                                            for sp, n in split_sizes(size, task).items()})
                 dd.save_to_disk(str(tmp/task)); counts[task] = {sp: len(d) for sp, d in dd.items()}
@@ -509,7 +563,8 @@ def build_world(seed:int=0, # world seed
         if off: datasets.enable_progress_bars()
     return dest
 
-def load_world(task:str, # one of TASKS
+# %% ../../nbs/01_data.world.ipynb #89bd379e
+def load_world(task:str, # a task the world generates (see TASKS)
                seed:int=0, # world seed
                size:str='tiny', # world size
                image_size:int=32, # image side
@@ -517,36 +572,43 @@ def load_world(task:str, # one of TASKS
               ):
     "The `datasets.DatasetDict` (train / val / test) of one task of the world, built first if needed."
     import datasets
-    if task not in TASKS: fail(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    get_task(task, 'examples')
     dest = world_path(seed, size, image_size, path)
     if not (dest/task/'dataset_dict.json').exists(): build_world(seed, size, image_size, path, force=(dest/'world.json').exists())
     return datasets.load_from_disk(str(dest/task))
 
 # %% ../../nbs/01_data.world.ipynb #41f10b58
-def show_examples(task:str, # one of TASKS
+def _wrap(t): import textwrap; return '\n'.join(textwrap.wrap(t, 28))
+def _titled(ax, img, title): ax.imshow(img); ax.set_title(_wrap(title), fontsize=7)
+
+def _draw_nlvr2(axs, e, classes):
+    axs[0, 0].imshow(e['image_left']); axs[0, 1].imshow(e['image_right'])
+    axs[0, 0].set_title(_wrap(f"{e['sentence']} → {bool(e['label'])}"), fontsize=7, loc='left')
+
+def _draw_seg(axs, e, classes):
+    _titled(axs[0, 0], e['image'], e['image_id'])
+    m = np.array(e['mask']).astype(float); m[m == IGNORE_INDEX] = np.nan
+    axs[1, 0].imshow(m, cmap='tab10', vmin=0, vmax=9, interpolation='nearest')
+
+for _t, _d, _p in (('pretrain', lambda axs, e, c: _titled(axs[0, 0], e['image'], e['captions'][0]), (1, 1)),
+                   ('retrieval', lambda axs, e, c: _titled(axs[0, 0], e['image'], e['captions'][0]), (1, 1)),
+                   ('vqa', lambda axs, e, c: _titled(axs[0, 0], e['image'], f"{e['question']} → {e['answer']}"), (1, 1)),
+                   ('nlvr2', _draw_nlvr2, (1, 2)), ('segmentation', _draw_seg, (2, 1)),
+                   ('classification', lambda axs, e, c: _titled(axs[0, 0], e['image'], c[e['label']]), (1, 1))):
+    update_task(_t, draw=_d, panels=_p)
+
+# %% ../../nbs/01_data.world.ipynb #e78ed019
+def show_examples(task:str, # a task with a `draw` in its spec
                   ds, # a split of that task (a `datasets.Dataset`)
                   n:int=6, # examples to show
                   classes:tuple|None=None # class names (default: from the features, else the world's)
                  ):
     "A matplotlib grid of `n` examples of a task with their text and labels."
-    import matplotlib.pyplot as plt, textwrap
-    n = min(n, len(ds)); cols = 2 if task == 'nlvr2' else 1
-    fig, axs = plt.subplots(1 + (task == 'segmentation'), n * cols, figsize=(2.2 * n * cols, 2.6 * (1 + (task == 'segmentation'))), squeeze=False)
-    wrap = lambda t: '\n'.join(textwrap.wrap(t, 28))
-    for i in range(n):
-        e = ds[i]
-        if task == 'nlvr2':
-            axs[0, 2*i].imshow(e['image_left']); axs[0, 2*i+1].imshow(e['image_right'])
-            axs[0, 2*i].set_title(wrap(f"{e['sentence']} → {bool(e['label'])}"), fontsize=7, loc='left')
-            continue
-        axs[0, i].imshow(e['image'])
-        if task in ('pretrain', 'retrieval'): t = e['captions'][0]
-        elif task == 'vqa': t = f"{e['question']} → {e['answer']}"
-        elif task == 'classification': t = (classes or ds.features['label'].names)[e['label']]
-        else:
-            t = e['image_id']; m = np.array(e['mask']).astype(float); m[m == IGNORE_INDEX] = np.nan
-            axs[1, i].imshow(m, cmap='tab10', vmin=0, vmax=9, interpolation='nearest')
-        axs[0, i].set_title(wrap(t), fontsize=7)
+    import matplotlib.pyplot as plt
+    spec = get_task(task, 'draw'); R, C = spec.panels; n = min(n, len(ds))
+    classes = classes or getattr(ds.features.get('label'), 'names', None) or CLASSES
+    fig, axs = plt.subplots(R, n * C, figsize=(2.2 * n * C, 2.6 * R), squeeze=False)
+    for i in range(n): spec.draw(axs[:, i * C:(i + 1) * C], ds[i], classes)
     for a in axs.flat: a.axis('off')
     fig.suptitle(task); fig.tight_layout()
     return fig
