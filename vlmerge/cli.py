@@ -4,13 +4,13 @@
 
 # %% ../nbs/90_cli.ipynb #afcff081
 from __future__ import annotations
-import argparse, importlib, re, sys
+import argparse, importlib, os, re, sys
 from pathlib import Path
 import vlmerge
 from .core import COMMANDS, VLMergeError, command, fail, open_checkpoint, human_count
 
 # %% auto #0
-__all__ = ['find_commands', 'load_command', 'inspect_cmd', 'main', 'entry']
+__all__ = ['find_commands', 'load_command', 'inspect_cmd', 'load_plugins', 'main', 'entry']
 
 # %% ../nbs/90_cli.ipynb #2c532e5f
 _re_cmd = re.compile(r"""^@command\(\s*['"]([\w-]+)['"]\s*,\s*help\s*=\s*(['"])(.*?)\2\s*\)""", re.M)
@@ -46,6 +46,17 @@ def inspect_cmd(argv:list):
         print(f"{k}\t{str(r.dtype(k)).replace('torch.', '')}\t{tuple(r.shape(k))}\t{n}")
     print(f"{len(keys)} tensors, {human_count(total)} parameters")
 
+# %% ../nbs/90_cli.ipynb #c1a90002
+def load_plugins(value:str|None=None # comma-separated module names; None reads $VLMERGE_PLUGINS
+                ) -> list:
+    "Import the plugin modules (registry entries: tasks, merge methods) named in `VLMERGE_PLUGINS`; return their names."
+    value = os.environ.get('VLMERGE_PLUGINS', '') if value is None else value
+    names = [n.strip() for n in value.split(',') if n.strip()]
+    for n in names:
+        try: importlib.import_module(n)
+        except Exception as e: fail(f"VLMERGE_PLUGINS: cannot import plugin module '{n}' ({type(e).__name__}: {e})")
+    return names
+
 # %% ../nbs/90_cli.ipynb #cca9133a
 def _parser(cmds:dict # {name: (module, help)}
            ) -> argparse.ArgumentParser:
@@ -65,6 +76,7 @@ def main(argv:list|None=None # arguments after `vlmerge`; None reads sys.argv
     cmds = find_commands()
     a = _parser(cmds).parse_args(argv[:1] if argv and argv[0] in cmds else argv)
     try:
+        load_plugins()
         load_command(a.subcommand)(argv[1:])
     except VLMergeError as e:
         print(f"vlmerge {a.subcommand}: error: {e}", file=sys.stderr); return 2
