@@ -233,46 +233,60 @@ def _unique_ref(rng, o, objs, key):
         return f"{_syn(rng, o.size)} {_syn(rng, o.shape)}" if other == 'shape' else f"{_syn(rng, o.size)} {_syn(rng, o.colour)} {_pick(rng, ['object', 'thing'])}"
     return None
 
+def _q_attribute(rng, objs, qtype):
+    "A question asking the colour (or shape) of an object named without it, or None if no object can be named so."
+    cands = [(o, r) for o in objs if (r := _unique_ref(rng, o, objs, qtype))]
+    if not cands: return None
+    o, ref = cands[int(rng.integers(len(cands)))]
+    if qtype == 'colour':
+        return _pick(rng, [f"what colour is the {ref}?", f"what is the colour of the {ref}?", f"which colour does the {ref} have?"]), o.colour
+    return _pick(rng, [f"what shape is the {ref}?", f"which shape is the {ref}?", f"what kind of shape is the {ref}?"]), o.shape
+
+# %% ../../nbs/01_data.world.ipynb #abe3f4ad
+def _q_count(rng, objs):
+    "How many objects of a shape, of a colour, or in all."
+    k = int(rng.integers(3))
+    if k == 0:
+        s = SHAPES[rng.integers(len(SHAPES))]; n = sum(o.shape == s for o in objs)
+        return _pick(rng, [f"how many {_PLURAL[s]} are there?", f"how many {_PLURAL[s]} are in the image?"]), str(n)
+    if k == 1:
+        c = _pick(rng, list(COLOURS)); n = sum(o.colour == c for o in objs)
+        return _pick(rng, [f"how many {_syn(rng, c)} objects are there?", f"how many {_syn(rng, c)} shapes can you see?"]), str(n)
+    return _pick(rng, ["how many objects are there?", "how many shapes are in the picture?"]), str(len(objs))
+
+def _q_exist(rng, objs):
+    "Is there an object of a colour and shape (half of the time one that is there)."
+    yes = rng.random() < 0.5
+    pool = [(o.colour, o.shape) for o in objs] if yes else [(c, s) for c in COLOURS for s in SHAPES if not any(o.colour == c and o.shape == s for o in objs)]
+    c, s = pool[int(rng.integers(len(pool)))]
+    return _pick(rng, [f"is there a {_syn(rng, c)} {_syn(rng, s)}?", f"is there a {_syn(rng, s)} that is {_syn(rng, c)}?",
+                       f"does the image contain a {_syn(rng, c)} {_syn(rng, s)}?"]), 'yes' if yes else 'no'
+
+# %% ../../nbs/01_data.world.ipynb #321abc53
+def _q_relation(rng, objs):
+    "A superlative (which shape is leftmost...) or a yes / no question on a clear relation; None if unclear."
+    if rng.random() < 0.3:  # superlatives
+        key, word = _pick(rng, [(lambda o: o.x, 'leftmost'), (lambda o: -o.x, 'rightmost'), (lambda o: o.y, 'topmost'), (lambda o: -o.r, 'biggest')])
+        vs = sorted(objs, key=key)
+        if len(vs) > 1 and abs(key(vs[0]) - key(vs[1])) < 0.1 * (1 if word != 'biggest' else vs[0].r * 2.5): return None
+        return _pick(rng, [f"what shape is the {word} object?", f"which shape is {word}?"]), vs[0].shape
+    p = _clear_pair(rng, objs)
+    if p is None: return None
+    a, r, b = p
+    if rng.random() < 0.5: a, b = b, a  # ask the converse: answer no
+    A, B = describe(a, rng, False), describe(b, rng, False)
+    return f"is the {A} {_pick(rng, _REL[r])} the {B}?", 'yes' if relation(a, r, b) else 'no'
+
 def question(scene:Scene, # the scene asked about
              qtype:str, # one of QUESTION_TYPES
              rng:np.random.Generator # generator choosing the question and its wording
             ) -> tuple|None:
     "A (question, answer) pair of type `qtype` about `scene`, answer in `ANSWERS`; None if the scene allows none."
     objs = scene.objs
-    if qtype in ('colour', 'shape'):
-        cands = [(o, r) for o in objs if (r := _unique_ref(rng, o, objs, qtype))]
-        if not cands: return None
-        o, ref = cands[int(rng.integers(len(cands)))]
-        if qtype == 'colour':
-            return _pick(rng, [f"what colour is the {ref}?", f"what is the colour of the {ref}?", f"which colour does the {ref} have?"]), o.colour
-        return _pick(rng, [f"what shape is the {ref}?", f"which shape is the {ref}?", f"what kind of shape is the {ref}?"]), o.shape
-    if qtype == 'count':
-        k = int(rng.integers(3))
-        if k == 0:
-            s = SHAPES[rng.integers(len(SHAPES))]; n = sum(o.shape == s for o in objs)
-            return _pick(rng, [f"how many {_PLURAL[s]} are there?", f"how many {_PLURAL[s]} are in the image?"]), str(n)
-        if k == 1:
-            c = _pick(rng, list(COLOURS)); n = sum(o.colour == c for o in objs)
-            return _pick(rng, [f"how many {_syn(rng, c)} objects are there?", f"how many {_syn(rng, c)} shapes can you see?"]), str(n)
-        return _pick(rng, ["how many objects are there?", "how many shapes are in the picture?"]), str(len(objs))
-    if qtype == 'exist':
-        yes = rng.random() < 0.5
-        pool = [(o.colour, o.shape) for o in objs] if yes else [(c, s) for c in COLOURS for s in SHAPES if not any(o.colour == c and o.shape == s for o in objs)]
-        c, s = pool[int(rng.integers(len(pool)))]
-        return _pick(rng, [f"is there a {_syn(rng, c)} {_syn(rng, s)}?", f"is there a {_syn(rng, s)} that is {_syn(rng, c)}?",
-                           f"does the image contain a {_syn(rng, c)} {_syn(rng, s)}?"]), 'yes' if yes else 'no'
-    if qtype == 'relation':
-        if rng.random() < 0.3:  # superlatives
-            key, word = _pick(rng, [(lambda o: o.x, 'leftmost'), (lambda o: -o.x, 'rightmost'), (lambda o: o.y, 'topmost'), (lambda o: -o.r, 'biggest')])
-            vs = sorted(objs, key=key)
-            if len(vs) > 1 and abs(key(vs[0]) - key(vs[1])) < 0.1 * (1 if word != 'biggest' else vs[0].r * 2.5): return None
-            return _pick(rng, [f"what shape is the {word} object?", f"which shape is {word}?"]), vs[0].shape
-        p = _clear_pair(rng, objs)
-        if p is None: return None
-        a, r, b = p
-        if rng.random() < 0.5: a, b = b, a  # ask the converse: answer no
-        A, B = describe(a, rng, False), describe(b, rng, False)
-        return f"is the {A} {_pick(rng, _REL[r])} the {B}?", 'yes' if relation(a, r, b) else 'no'
+    if qtype in ('colour', 'shape'): return _q_attribute(rng, objs, qtype)
+    if qtype == 'count': return _q_count(rng, objs)
+    if qtype == 'exist': return _q_exist(rng, objs)
+    if qtype == 'relation': return _q_relation(rng, objs)
     fail(f"unknown question type '{qtype}' (known: {', '.join(QUESTION_TYPES)})")
 
 # %% ../../nbs/01_data.world.ipynb #58a68573
@@ -302,6 +316,7 @@ def soft_scores(answers:list, # the human answers (raw)
     pairs = sorted((vocab[a], round(vqa_score(n), 4)) for a, n in cnt.items() if a in vocab)
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
+# %% ../../nbs/01_data.world.ipynb #88676fe3
 def _annotate(rng, ans, n=10, p=0.85):
     def wrong():
         if ans in ('yes', 'no'): return 'no' if ans == 'yes' else 'yes'
@@ -323,6 +338,38 @@ def _count(objs, c=None, s=None): return sum((c is None or o.colour == c) and (s
 # the kinds of statement, in the order `statement` numbers them
 STATEMENT_KINDS = ('exist', 'count', 'both', 'more_shape', 'more_objects', 'total_colour', 'relation')
 
+def _st_image(rng, k, side, objs, pick_obj):
+    "A statement of kind `k` (exist, count or relation) about one image's `objs`: (text, label)."
+    if k == 0:
+        o = pick_obj() if rng.random() < 0.7 else Obj(SHAPES[rng.integers(5)], _pick(rng, list(COLOURS)), 'small', 0, 0, 1, ())
+        t = _pick(rng, [f"the {side} image contains {_article(describe(o, rng, False))}", f"there is {_article(describe(o, rng, False))} in the {side} image"])
+        return t, _count(objs, o.colour, o.shape) > 0
+    if k == 1:
+        s = pick_obj().shape; n = _count(objs, s=s) + int(rng.integers(-1, 2))
+        if n < 1: n = 1
+        return f"the {side} image has exactly {_NUM[n]} {_PLURAL[s] if n > 1 else _syn(rng, s)}", _count(objs, s=s) == n
+    p = _clear_pair(rng, objs, RELATIONS[:4])
+    if p is None: return f"the {side} image contains {_NUM[len(objs)]} objects", True
+    a, r, b = p
+    if rng.random() < 0.5: a, b = b, a
+    return f"in the {side} image the {describe(a, rng, False)} is {_pick(rng, _REL[r])} the {describe(b, rng, False)}", bool(relation(a, r, b))
+
+# %% ../../nbs/01_data.world.ipynb #ba7d7923
+def _st_compare(rng, k, L, R, pick_obj):
+    "A statement of kind `k` (both, more_shape, more_objects or total_colour) about the two images: (text, label)."
+    if k == 2:
+        c = pick_obj().colour
+        t = _pick(rng, [f"both images contain a {_syn(rng, c)} object", f"each image has something {_syn(rng, c)}"])
+        return t, _count(L, c=c) > 0 and _count(R, c=c) > 0
+    if k == 3:
+        s = pick_obj().shape
+        return f"there are more {_PLURAL[s]} in the left image than in the right image", _count(L, s=s) > _count(R, s=s)
+    if k == 4:
+        return _pick(rng, ["the right image has more objects than the left image", "there are fewer shapes on the left than on the right"]), len(R) > len(L)
+    c = pick_obj().colour; n = _count(L + R, c=c) + int(rng.integers(-1, 2)); n = max(n, 1)
+    return f"there {'is' if n == 1 else 'are'} {_NUM[n]} {_syn(rng, c)} {'object' if n == 1 else 'objects'} in total", _count(L + R, c=c) == n
+
+# %% ../../nbs/01_data.world.ipynb #13da0d88
 def statement(left:Scene, # the left image's scene
               right:Scene, # the right image's scene
               rng:np.random.Generator, # generator choosing the statement
@@ -336,31 +383,7 @@ def statement(left:Scene, # the left image's scene
     bad = [k for k in kinds if k not in STATEMENT_KINDS]
     if bad or not kinds: fail(f"statement kinds: {bad[0] if bad else 'none given'!r} (known: {', '.join(STATEMENT_KINDS)})")
     k = STATEMENT_KINDS.index(kinds[int(rng.integers(len(kinds)))])
-    if k == 0:
-        o = pick_obj() if rng.random() < 0.7 else Obj(SHAPES[rng.integers(5)], _pick(rng, list(COLOURS)), 'small', 0, 0, 1, ())
-        t = _pick(rng, [f"the {side} image contains {_article(describe(o, rng, False))}", f"there is {_article(describe(o, rng, False))} in the {side} image"])
-        return t, _count(objs, o.colour, o.shape) > 0
-    if k == 1:
-        s = pick_obj().shape; n = _count(objs, s=s) + int(rng.integers(-1, 2))
-        if n < 1: n = 1
-        return f"the {side} image has exactly {_NUM[n]} {_PLURAL[s] if n > 1 else _syn(rng, s)}", _count(objs, s=s) == n
-    if k == 2:
-        c = pick_obj().colour
-        t = _pick(rng, [f"both images contain a {_syn(rng, c)} object", f"each image has something {_syn(rng, c)}"])
-        return t, _count(L, c=c) > 0 and _count(R, c=c) > 0
-    if k == 3:
-        s = pick_obj().shape
-        return f"there are more {_PLURAL[s]} in the left image than in the right image", _count(L, s=s) > _count(R, s=s)
-    if k == 4:
-        return _pick(rng, ["the right image has more objects than the left image", "there are fewer shapes on the left than on the right"]), len(R) > len(L)
-    if k == 5:
-        c = pick_obj().colour; n = _count(L + R, c=c) + int(rng.integers(-1, 2)); n = max(n, 1)
-        return f"there {'is' if n == 1 else 'are'} {_NUM[n]} {_syn(rng, c)} {'object' if n == 1 else 'objects'} in total", _count(L + R, c=c) == n
-    p = _clear_pair(rng, objs, RELATIONS[:4])
-    if p is None: return f"the {side} image contains {_NUM[len(objs)]} objects", True
-    a, r, b = p
-    if rng.random() < 0.5: a, b = b, a
-    return f"in the {side} image the {describe(a, rng, False)} is {_pick(rng, _REL[r])} the {describe(b, rng, False)}", bool(relation(a, r, b))
+    return _st_image(rng, k, side, objs, pick_obj) if k in (0, 1, 6) else _st_compare(rng, k, L, R, pick_obj)
 
 # %% ../../nbs/01_data.world.ipynb #51157e3d
 def png_bytes(a:np.ndarray # uint8 (H, W, 3) or (H, W)
