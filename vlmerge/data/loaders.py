@@ -39,6 +39,7 @@ def _shifted(a, dy, dx, fill=None):
     b = np.pad(a, pad, mode='edge') if fill is None else np.pad(a, pad, constant_values=fill)
     return b[p - dy:p - dy + H, p - dx:p - dx + W]
 
+# %% ../../nbs/01b_data.loaders.ipynb #0f5bec6b
 def transform_image(img:Image.Image, # a PIL image
                     image_size:int, # output side in pixels
                     train:bool=False, # add the light augmentation
@@ -116,6 +117,7 @@ def collate_pairs(batch:list, # examples with 'image' and 'captions' (or 'captio
     if mlm_prob: out['mlm_input_ids'], out['mlm_labels'] = mask_words(enc, tokenizer, mlm_prob)
     return out
 
+# %% ../../nbs/01b_data.loaders.ipynb #160e5485
 def collate_vqa(batch:list, # VQA examples (image, question, labels, scores)
                 tokenizer, image_size:int=32, train:bool=False,
                 num_answers:int=len(ANSWERS), # size of the answer vocabulary
@@ -137,6 +139,7 @@ def collate_nlvr2(batch:list, tokenizer, image_size:int=32, train:bool=False, ma
             'input_ids': enc['input_ids'], 'attention_mask': enc['attention_mask'],
             'labels': torch.tensor([int(e['label']) for e in batch])}
 
+# %% ../../nbs/01b_data.loaders.ipynb #00e6451f
 def collate_classification(batch:list, tokenizer=None, image_size:int=32, train:bool=False):
     "Classification: pixel_values, labels (B,) class indices."
     return {'pixel_values': torch.stack([transform_image(e['image'], image_size, train) for e in batch]),
