@@ -352,12 +352,8 @@ def _execute(tasks, out, threads, progress, max_shard_bytes, metadata, files, dr
     return w.close()
 
 # %% ../../nbs/04b_merge.engine.ipynb #6b6304d4
-def _spec(method, params, model_params, rules, n, names, kw):
-    m = get_method(method)
-    params, mps = dict(params or {}), [dict(d or {}) for d in (model_params or [{}] * n)]
-    if len(mps) != n: fail(f"model_params has {len(mps)} entries for {n} models")
-    rs = _rules(rules)
-    ms = [m] + [get_method(r.merge_method) for r in rs]
+def _spread(kw, ms, names, n, params, mps):
+    "Sort keyword settings into `params` (global) and `mps` (per model, in place): a dict by name or a list per model is per-model."
     for k, v in kw.items():
         per = any(k in x.model_params for x in ms)
         if per and isinstance(v, dict):
@@ -369,6 +365,15 @@ def _spec(method, params, model_params, rules, n, names, kw):
             if len(v) != n: fail(f"'{k}' has {len(v)} values for {n} models")
             for i in range(n): mps[i][k] = v[i]
         else: params[k] = v
+
+# %% ../../nbs/04b_merge.engine.ipynb #64993010
+def _spec(method, params, model_params, rules, n, names, kw):
+    m = get_method(method)
+    params, mps = dict(params or {}), [dict(d or {}) for d in (model_params or [{}] * n)]
+    if len(mps) != n: fail(f"model_params has {len(mps)} entries for {n} models")
+    rs = _rules(rules)
+    ms = [m] + [get_method(r.merge_method) for r in rs]
+    _spread(kw, ms, names, n, params, mps)
     for p in params:
         if p not in m.types and not any(p in x.types for x in ms[1:]):
             fail(f"merge method '{m.name}' has no parameter '{p}' (known: {', '.join(sorted(m.types)) or 'none'})")
@@ -377,6 +382,7 @@ def _spec(method, params, model_params, rules, n, names, kw):
             if not any(p in x.model_params for x in ms): fail(f"merge method '{m.name}' has no per-model parameter '{p}'")
     return _Spec(m, params, mps, rs)
 
+# %% ../../nbs/04b_merge.engine.ipynb #bbd3d8af
 def _dtype(x):
     if x is None or isinstance(x, torch.dtype): return x
     d = {'float32': torch.float32, 'fp32': torch.float32, 'float16': torch.float16, 'fp16': torch.float16, 'half': torch.float16,
@@ -384,6 +390,25 @@ def _dtype(x):
     if x not in d: fail(f"dtype '{x}' is not one of {sorted(d)}")
     return d[x]
 
+# %% ../../nbs/04b_merge.engine.ipynb #3a1a20a2
+def _merge_plan(srcs, bsrc, asrcs, names, spec, out_dtype):
+    "One `Task` per key: float tensors get the method resolved for their layer (with base and statistics), others are copied."
+    keys = _check_same(srcs, bsrc)
+    nl = max([i for i in map(layer_index, keys) if i is not None], default=-1) + 1
+    odt, tasks = _dtype(out_dtype), []
+    for k in keys:
+        dt = srcs[0].dtype(k)
+        t = Task(k, [(s, k) for s in srcs], names, shape=srcs[0].shape(k), dtype=dt, out_dtype=odt if dt.is_floating_point else None)
+        if dt.is_floating_point:
+            _resolve(t, spec, nl, 'merge')
+            if t.method.base != 'none' and bsrc is not None: t.base = (bsrc, k)
+            elif t.method.base == 'required': fail(f"merge method '{t.method.name}' needs a base model ('{k}')")
+            if t.method.aux: t.aux = [(a, k) if a is not None and k in a else None for a in asrcs]
+            _check_aux(t, 'merge'); _check_counts(t, 'merge')
+        tasks.append(t)
+    return tasks
+
+# %% ../../nbs/04b_merge.engine.ipynb #ebbb4851
 def merge_models(models:list, # state dicts or checkpoint paths, all with the same keys
                  method:str='linear', # merge method
                  base=None, # base model (state dict or path) for methods that use one
@@ -403,6 +428,7 @@ def merge_models(models:list, # state dicts or checkpoint paths, all with the sa
                  **kw # parameters: per-model ones as one value per model (`weight=[1, 0]`), others global
                 ):
     "Merge several models with the same keys, in memory or streaming from disk into a sharded checkpoint."
+    "Merge several models with the same keys, in memory or streaming from disk into a sharded checkpoint."
     if not models: fail("no models to merge")
     if out is not None: check_out_path(out, list(models) + [base] + list(aux or []))
     n = len(models)
@@ -413,19 +439,7 @@ def merge_models(models:list, # state dicts or checkpoint paths, all with the sa
     if spec.method.base == 'none' and bsrc is not None and not spec.rules: fail(f"merge method '{spec.method.name}' takes no base model")
     if aux is not None and len(aux) != n: fail(f"aux has {len(aux)} entries for {n} models")
     asrcs = [None if a is None else as_source(a, f'statistics of model {i}') for i, a in enumerate(aux or [None] * n)]
-    keys = _check_same(srcs, bsrc)
-    nl = max([i for i in map(layer_index, keys) if i is not None], default=-1) + 1
-    odt, tasks = _dtype(out_dtype), []
-    for k in keys:
-        dt = srcs[0].dtype(k)
-        t = Task(k, [(s, k) for s in srcs], names, shape=srcs[0].shape(k), dtype=dt, out_dtype=odt if dt.is_floating_point else None)
-        if dt.is_floating_point:
-            _resolve(t, spec, nl, 'merge')
-            if t.method.base != 'none' and bsrc is not None: t.base = (bsrc, k)
-            elif t.method.base == 'required': fail(f"merge method '{t.method.name}' needs a base model ('{k}')")
-            if t.method.aux: t.aux = [(a, k) if a is not None and k in a else None for a in asrcs]
-            _check_aux(t, 'merge'); _check_counts(t, 'merge')
-        tasks.append(t)
+    tasks = _merge_plan(srcs, bsrc, asrcs, names, spec, out_dtype)
     return _execute(tasks, out, threads, progress, max_shard_bytes, metadata, files, dry_run)
 
 # %% ../../nbs/04b_merge.engine.ipynb #b9b84362
@@ -447,6 +461,42 @@ def _check_map(km, src, base):
             if base.shape(sk) != sh: fail(f"{base.name}: key '{sk}' has shape {base.shape(sk)}, the experts have {sh}")
     return ek
 
+# %% ../../nbs/04b_merge.engine.ipynb #66f8fdf8
+def _fold_copies(src, ek, odt):
+    "Tasks copying the checkpoint's keys outside the key map."
+    tasks = []
+    for k in src.keys():
+        if k in ek: continue
+        dt = src.dtype(k)
+        tasks.append(Task(k, [(src, k)], ['copy'], shape=src.shape(k), dtype=dt, out_dtype=odt if dt.is_floating_point else None))
+    return tasks
+
+def _fold_task(src, bsrc, asrc, sk, ex, experts, spec, odt, nl, used_experts):
+    "The task folding the experts `ex` ({expert: key}) of shared key `sk`; a copy when one used expert is left."
+    es = [e for e in experts if e in ex]
+    if used_experts is not None and set(used_experts) <= set(es): es = [e for e in es if e in used_experts]
+    k0 = ex[es[0]]; dt = src.dtype(k0)
+    if not dt.is_floating_point: fail(f"{src.name}: '{k0}' has dtype {dt}, which cannot be merged")
+    if len(es) == 1 and len(ex) > 1:  # one used expert: ratio 1, the expert is copied (as the released code does)
+        return Task(sk, [(src, k0)], es, shape=src.shape(k0), dtype=dt, out_dtype=odt)
+    sub = _Spec(spec.method, spec.params, [spec.model_params[experts.index(e)] for e in es], spec.rules)
+    t = Task(sk, [(src, ex[e]) for e in es], es, shape=src.shape(k0), dtype=dt, out_dtype=odt)
+    _resolve(t, sub, nl, 'fold')
+    if t.method.base != 'none' and bsrc is not None: t.base = (bsrc, sk)
+    elif t.method.base == 'required': fail(f"merge method '{t.method.name}' needs a base model ('{sk}')")
+    if t.method.aux and asrc is not None: t.aux = [(asrc, ex[e]) if ex[e] in asrc else None for e in es]
+    _check_aux(t, 'fold'); _check_counts(t, 'fold')
+    return t
+
+def _agnostic_order(keys, ek):
+    "Output keys in the checkpoint's order, each shared key where its first expert was."
+    seen, out = set(), []
+    for k in keys:
+        o = ek.get(k, k)
+        if o not in seen: seen.add(o); out.append(o)
+    return out
+
+# %% ../../nbs/04b_merge.engine.ipynb #738a731f
 def fold_experts(model, # modality-specific state dict or checkpoint path
                  key_map:dict, # {shared_key: {expert: expert_key}} (vlmerge.models.keymap.key_map)
                  method:str='linear', # merge method
@@ -467,6 +517,7 @@ def fold_experts(model, # modality-specific state dict or checkpoint path
                  **kw # parameters: per-expert ones as {expert: value}, others global
                 ):
     "Fold the experts of a modality-specific model into shared weights through the key map (experts in the order v, l, vl)."
+    "Fold the experts of a modality-specific model into shared weights through the key map (experts in the order v, l, vl)."
     if out is not None: check_out_path(out, [model, base, aux])
     src = as_source(model, 'model'); bsrc = as_source(base, 'base model') if base is not None else None
     asrc = as_source(aux, 'statistics') if aux is not None else None
@@ -477,34 +528,8 @@ def fold_experts(model, # modality-specific state dict or checkpoint path
     ek = _check_map(key_map, src, bsrc)
     out_keys = [k for k in src.keys() if k not in ek] + list(key_map)
     nl = max([i for i in map(layer_index, out_keys) if i is not None], default=-1) + 1
-    odt, tasks = _dtype(out_dtype), []
-    for k in src.keys():
-        if k in ek: continue
-        dt = src.dtype(k)
-        tasks.append(Task(k, [(src, k)], ['copy'], shape=src.shape(k), dtype=dt, out_dtype=odt if dt.is_floating_point else None))
-    for sk, ex in key_map.items():
-        es = [e for e in experts if e in ex]
-        if used_experts is not None and set(used_experts) <= set(es): es = [e for e in es if e in used_experts]
-        k0 = ex[es[0]]; dt = src.dtype(k0)
-        if not dt.is_floating_point: fail(f"{src.name}: '{k0}' has dtype {dt}, which cannot be merged")
-        if len(es) == 1 and len(ex) > 1:  # one used expert: ratio 1, the expert is copied (as the released code does)
-            tasks.append(Task(sk, [(src, k0)], es, shape=src.shape(k0), dtype=dt, out_dtype=odt)); continue
-        sub = _Spec(spec.method, spec.params, [spec.model_params[experts.index(e)] for e in es], spec.rules)
-        t = Task(sk, [(src, ex[e]) for e in es], es, shape=src.shape(k0), dtype=dt, out_dtype=odt)
-        _resolve(t, sub, nl, 'fold')
-        if t.method.base != 'none' and bsrc is not None: t.base = (bsrc, sk)
-        elif t.method.base == 'required': fail(f"merge method '{t.method.name}' needs a base model ('{sk}')")
-        if t.method.aux and asrc is not None: t.aux = [(asrc, ex[e]) if ex[e] in asrc else None for e in es]
-        _check_aux(t, 'fold'); _check_counts(t, 'fold')
-        tasks.append(t)
+    odt = _dtype(out_dtype)
+    tasks = _fold_copies(src, ek, odt) + [_fold_task(src, bsrc, asrc, sk, ex, experts, spec, odt, nl, used_experts) for sk, ex in key_map.items()]
     order = {k: i for i, k in enumerate(_agnostic_order(src.keys(), ek))}
     tasks.sort(key=lambda t: order.get(t.key, len(order)))
     return _execute(tasks, out, threads, progress, max_shard_bytes, metadata, files, dry_run)
-
-def _agnostic_order(keys, ek):
-    "Output keys in the checkpoint's order, each shared key where its first expert was."
-    seen, out = set(), []
-    for k in keys:
-        o = ek.get(k, k)
-        if o not in seen: seen.add(o); out.append(o)
-    return out
