@@ -24,11 +24,13 @@ __all__ = ['TASKS', 'MAIN_METRIC', 'STUDY_STATISTICS', 'USED_EXPERTS', 'STEP_COU
            'run_workers', 'watch_workers', 'study_cmd', 'demo_cmd']
 
 # %% ../nbs/07_study.ipynb #5e7eb5dc
+from fastcore.basics import patch
 import vlmerge.finetune   # fills in the task specs the study reads: heads, metrics, profiles
 from .tasks import TaskNames, TaskField, get_task, update_task, task_names
 TASKS = TaskNames('head')              # the downstream tasks: a live view of the task registry
 MAIN_METRIC = TaskField('main_metric')  # {task: its main metric}, from the specs
 
+# %% ../nbs/07_study.ipynb #5c0f0002
 @dataclass
 class StudyConfig:
     "A study grid: model, data, pre-training budget, the axes, the merges, the downstream tasks."
@@ -55,19 +57,24 @@ class StudyConfig:
     only_activate_used_experts: bool = False  # merge per task, top layers from the experts its path uses (VL: VQA, NLVR2; V+L: retrieval)
     init: dict = field(default_factory=dict)  # pretrained starts, as in pre-training configs: {timm_vit: path, hf_bert: path, blocks, experts}
 
-    def __post_init__(self):
-        from vlmerge.models.config import VARIANTS
-        bad = [v for v in self.variants if v not in VARIANTS or v == 'agnostic']
-        if bad: fail(f"variants: {bad[0]!r} is not a modality-specific variant (known: {', '.join(v for v in VARIANTS if v != 'agnostic')})")
-        bad = [t for t in self.tasks if t not in TASKS]
-        if bad: fail(f"tasks: unknown task {bad[0]!r} (known: {', '.join(TASKS)})")
-        bad = [b for b in self.baselines if b not in ('agnostic', 'unmerged')]
-        if bad: fail(f"baselines: unknown baseline {bad[0]!r} (known: agnostic, unmerged)")
-        for i, m in enumerate(self.methods): method_spec(m, f"methods[{i}]", _expert_counts(self.model))  # checked against the registry
-        if any(k < 0 for k in self.k_seed): fail("k_seed: values must be >= 0")
-        if not self.seeds: fail("seeds: give at least one seed")
-        for f, ok in (('naive_steps', ('paper', 'matched', 'both')), ('gram_source', ('task', 'pretrain'))):
-            if getattr(self, f) not in ok: fail(f"{f}: {getattr(self, f)!r} is not one of {', '.join(ok)}")
+    def __post_init__(self): self._check()  # each field checked as the config is read (below)
+
+# %% ../nbs/07_study.ipynb #5c0f0003
+@patch
+def _check(self:StudyConfig):
+    "Fail on a field no study can run, naming it: variants, tasks, baselines, methods (against the merge registry), k_seed, seeds."
+    from vlmerge.models.config import VARIANTS
+    bad = [v for v in self.variants if v not in VARIANTS or v == 'agnostic']
+    if bad: fail(f"variants: {bad[0]!r} is not a modality-specific variant (known: {', '.join(v for v in VARIANTS if v != 'agnostic')})")
+    bad = [t for t in self.tasks if t not in TASKS]
+    if bad: fail(f"tasks: unknown task {bad[0]!r} (known: {', '.join(TASKS)})")
+    bad = [b for b in self.baselines if b not in ('agnostic', 'unmerged')]
+    if bad: fail(f"baselines: unknown baseline {bad[0]!r} (known: agnostic, unmerged)")
+    for i, m in enumerate(self.methods): method_spec(m, f"methods[{i}]", _expert_counts(self.model))  # checked against the registry
+    if any(k < 0 for k in self.k_seed): fail("k_seed: values must be >= 0")
+    if not self.seeds: fail("seeds: give at least one seed")
+    for f, ok in (('naive_steps', ('paper', 'matched', 'both')), ('gram_source', ('task', 'pretrain'))):
+        if getattr(self, f) not in ok: fail(f"{f}: {getattr(self, f)!r} is not one of {', '.join(ok)}")
 
 # %% ../nbs/07_study.ipynb #c14c7a01
 _ENTRY = ('method', 'merge_method', 'parameters', 'experts', 'base_model')
