@@ -636,6 +636,7 @@ def _predictors_md(runs:list) -> str:
                       '| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)] +
                      ['| ' + ' | '.join(f'{v:.3f}' if isinstance(v, float) else str(v) for v in e.values()) + ' |' for e in ev]) + '\n' + within_report(runs)
 
+# %% ../nbs/07_study.ipynb #d1f0a016
 def report(cfg:StudyConfig, # the study
            out:str|Path # its output folder
           ) -> Path:
