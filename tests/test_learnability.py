@@ -72,7 +72,7 @@ def test_every_task_beats_its_highest_floor(measured):
 
 
 @SLOW
-@pytest.mark.xfail(strict=True, reason='NLVR2 at the demo budget reaches ~0.60, not 0.65: the fused layer does not learn '
-                   'image-text grounding in 600 pre-training steps (nbs/experiments/22_learnability.ipynb)')
 def test_nlvr2_reaches_065(measured):
+    "NLVR2 >= 0.65 since ITM learns (uniform negatives): 0.678 / 0.624 / 0.656 on seeds 0-2, mean 0.653 (it was 0.597 with the study's
+    hard negatives; nbs/experiments/22_learnability.ipynb, section 6). The margin is thin: a change that costs NLVR2 a point fails here."
     assert measured[1]['nlvr2'] >= 0.65, measured[1]['nlvr2']

@@ -15,7 +15,7 @@ naive_steps: both
 pretrain: {batch_size: 8, lr: 0.001, warmup: 0, log_every: 1}
 finetune: {train: {steps: 2, batch_size: 8}}
 """
-OUTPUTS = ['distances.csv', 'index.html', 'index.md', 'interpolation_alpha.png', 'naive_vs_recipe.md', 'predictors.md', 'ranking.md', 'results.csv',
+OUTPUTS = ['distances.csv', 'floors.json', 'index.html', 'index.md', 'interpolation_alpha.png', 'naive_vs_recipe.md', 'predictors.md', 'ranking.md', 'results.csv',
            'metric_vs_score.png', 'score_vs_kseed.png', 'study.yaml', 'tables.md', 'worker-0.log', 'worker-1.log', 'workers.yaml']
 
 
@@ -46,6 +46,8 @@ def test_minimal_grid_and_resume(tmp_path):
     assert tasks == {'classification', 'nlvr2', 'zero_shot_retrieval', 'zero_shot_classification'}
     md = (out/'tables.md').read_text()
     assert '### classification (top1)' in md and '| agnostic |' in md and '± ' in md
+    assert 'Floors on the same test split' in md and 'text-only' in md and 'vs highest floor' in md and 'highest floor (' in md
+    assert r.stdout.startswith('[')                                       # a progress line first, no blank lines from the world builder
     res = json.loads((out/'cells'/'s0-k2-specific-merged-regmean_alpha_0.9'/'result.json').read_text())
     assert set(res['scores']) >= {'classification', 'nlvr2'} and 0 <= res['distances']['tau_ssd'] <= 1
     assert 'Study' in (out/'index.html').read_text()

@@ -17,11 +17,12 @@ from .pretrain.recipe import DataConfig, PretrainConfig, run_pretrain, load_mode
 from .train import TrainConfig
 
 # %% auto #0
-__all__ = ['TASKS', 'MAIN_METRIC', 'STUDY_STATISTICS', 'USED_EXPERTS', 'STEP_COUNTING', 'DISTANCES', 'DEMO', 'StudyConfig',
-           'method_spec', 'fold_methods', 'method_label', 'pretrain_settings', 'expand', 'pretrained', 'grams_for',
-           'merge_folder', 'expert_distances', 'downstream', 'zero_shot_scores', 'run_cell', 'cell_line', 'run_study',
-           'collect', 'tables', 'naive_vs_recipe', 'method_ranking', 'merged_runs', 'within_report', 'report',
-           'run_workers', 'watch_workers', 'study_cmd', 'demo_cmd']
+__all__ = ['TASKS', 'MAIN_METRIC', 'STUDY_STATISTICS', 'USED_EXPERTS', 'FLOOR_NAMES', 'STEP_COUNTING', 'DISTANCES', 'DEMO',
+           'StudyConfig', 'method_spec', 'fold_methods', 'method_label', 'pretrain_settings', 'expand', 'pretrained',
+           'grams_for', 'merge_folder', 'expert_distances', 'downstream', 'zero_shot_scores', 'run_cell', 'group_costs',
+           'shard_plan', 'cell_line', 'run_study', 'collect', 'study_floors', 'tables', 'naive_vs_recipe',
+           'method_ranking', 'merged_runs', 'within_report', 'report', 'run_workers', 'watch_workers', 'study_cmd',
+           'demo_cmd']
 
 # %% ../nbs/07_study.ipynb #5e7eb5dc
 from fastcore.basics import patch
@@ -360,6 +361,37 @@ def run_cell(cfg:StudyConfig, # the study
 
 def _model_tasks(cfg): return list(dict.fromkeys(list(cfg.tasks) + (task_names('zero_shot') if cfg.zero_shot else [])))
 
+# %% ../nbs/07_study.ipynb #d1f0a011
+def _shard(s:str) -> tuple:
+    try: i, n = map(int, s.split('/')); assert 0 <= i < n
+    except Exception: fail(f"--shard {s!r}: expected I/N with 0 <= I < N, e.g. 0/2")
+    return i, n
+
+def _group_key(c:dict, cfg:StudyConfig) -> tuple: return (c['seed'], c['k_seed'], c.get('steps', cfg.steps))
+
+def group_costs(cfg:StudyConfig) -> dict:
+    "{(seed, k_seed, steps): estimated seconds} of each pre-training group (least squares on a 2-worker `make demo` run's 12 groups)."
+    cell = 0.30 * len(cfg.tasks) * cfg.finetune.get('train', {}).get('steps', 100)   # one cell: merge, fine-tuning, evaluation
+    cost = {}
+    for c in expand(cfg):
+        k = _group_key(c, cfg)
+        if k not in cost: cost[k] = 230 + 0.41 * (c['steps'] + (c['k_seed'] if c['kind'] != 'agnostic' else 0))   # + the seed stage
+        cost[k] += cell
+    return cost
+
+def shard_plan(cfg:StudyConfig, # the study
+               n:int # workers
+              ) -> dict:
+    "{(seed, k_seed, steps): worker}: the groups, most expensive first, each to the least-loaded worker (ties: lowest index)."
+    load, plan = [0.0] * n, {}
+    for k, c in sorted(group_costs(cfg).items(), key=lambda kv: (-kv[1], kv[0])):
+        w = min(range(n), key=lambda i: (load[i], i)); plan[k] = w; load[w] += c
+    return plan
+
+def _in_shard(c:dict, cfg:StudyConfig, shard:tuple) -> bool:
+    "Whether cell (or pre-training group) `c` belongs to shard (i, n)."
+    return shard_plan(cfg, shard[1])[_group_key(c, cfg)] == shard[0]
+
 # %% ../nbs/07_study.ipynb #c14c7a14
 def _alpha_curve(cfg:StudyConfig, root:Path, seed:int, k_seed:int, variant:str) -> list:
     "Zero-shot scores of interpolation merges over `cfg.alpha_curve` (cached)."
@@ -405,7 +437,7 @@ def run_study(cfg:StudyConfig, # the study
             fail(f"{saved}: this folder holds a study with another config; choose another --out (or delete it)")
     else: save_config(cfg, saved)
     i, n = shard
-    cells = [c for c in expand(cfg) if _group(c, cfg) % n == i]
+    cells = [c for c in expand(cfg) if _in_shard(c, cfg, shard)]
     results, t0, ran = [], time.time(), 0
     for j, c in enumerate(cells):
         fresh = not (out/'cells'/c['id']/'result.json').exists()
@@ -415,7 +447,7 @@ def run_study(cfg:StudyConfig, # the study
         for s in cfg.seeds:
             for k in [k for k, _, naive in pretrain_settings(cfg) if naive != 'matched']:
                 for v in cfg.variants:
-                    if _group({'seed': s, 'k_seed': k}, cfg) % n == i: _alpha_curve(cfg, out, s, k, v)
+                    if _in_shard({'seed': s, 'k_seed': k}, cfg, shard): _alpha_curve(cfg, out, s, k, v)
     if n == 1 or all((out/'cells'/c['id']/'result.json').exists() for c in expand(cfg)): report(cfg, out)
     return results
 
@@ -444,23 +476,71 @@ def _write_csv(rows, path):
 
 def _mean_std(v): return (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
 
-def tables(rows:list) -> str:
-    "Markdown: per task, mean ± std over seeds of its main metric for each (kind, k_seed, steps, variant, method), with parameter counts."
+# %% ../nbs/07_study.ipynb #d1f0a002
+FLOOR_NAMES = {'chance': 'chance', 'constant': 'best constant', 'text_only': 'text-only'}
+
+def _base_task(task:str) -> str: return task[len('zero_shot_'):] if task.startswith('zero_shot_') else task
+
+def study_floors(cfg:StudyConfig, # the study (its data and tasks)
+                 out:str|Path|None=None # the study's folder: the floors are cached in OUT/floors.json
+                ) -> dict:
+    "{task: {'chance', 'constant', 'text_only': {metric: value}}} of the study's tasks, on their test splits (`vlmerge.floors`)."
+    from vlmerge.floors import data_floors
+    from vlmerge.evaluate import TaskData
+    tasks = list(dict.fromkeys(list(cfg.tasks) + (['retrieval', 'classification'] if cfg.zero_shot else [])))
+    path = Path(out)/'floors.json' if out is not None else None
+    if path is not None and path.exists():
+        have = json.loads(path.read_text())
+        if have.get('data') == _task_data(cfg) and all(t in have['floors'] for t in tasks): return have['floors']
+    fl = data_floors(from_dict(TaskData, _task_data(cfg)), tuple(tasks))
+    if path is not None: atomic_write_json(path, {'data': _task_data(cfg), 'floors': fl})
+    return fl
+
+def _highest(floors:dict|None, task:str, metric:str) -> tuple|None:
+    "(name, value) of the highest floor of `metric` for `task` (zero-shot tasks: their base task's), or None."
+    from vlmerge.floors import highest_floor
+    f = (floors or {}).get(_base_task(task))
+    if not f or not any(metric in d for d in f.values()): return None
+    return highest_floor(f, metric)
+
+def _floor_line(floors:dict|None, task:str, metric:str) -> str:
+    "One markdown line naming the task's floors of `metric`, the highest in bold."
+    f, hi = (floors or {}).get(_base_task(task), {}), _highest(floors, task, metric)
+    if hi is None: return ''
+    parts = [f"**{FLOOR_NAMES.get(k, k)} {d[metric]:.3f}**" if k == hi[0] else f"{FLOOR_NAMES.get(k, k)} {d[metric]:.3f}" for k, d in f.items() if metric in d]
+    return 'Floors on the same test split (`vlmerge.floors`): ' + ' · '.join(parts) + '.'
+
+# %% ../nbs/07_study.ipynb #d1f0a003
+def _order(kv): return (kv[0][0] != 'agnostic', kv[0][0], kv[0][1], kv[0][2], kv[0][3], kv[0][4])
+
+def tables(rows:list, # from `collect`
+           floors:dict|None=None # from `study_floors`: each table shows them and each score's margin over the highest
+          ) -> str:
+    "Markdown: per task, mean ± std over seeds of its main metric for each (kind, k_seed, steps, variant, method), with parameter counts and floors."
     md = []
     for task in [t for t in TASKS if any(r['task'] == t for r in rows)] + sorted({r['task'] for r in rows if r['task'] not in TASKS}):
         metric = MAIN_METRIC.get(task) or next(r['metric'] for r in rows if r['task'] == task)
         if task.startswith('zero_shot_'): metric = MAIN_METRIC[task[len('zero_shot_'):]]
-        groups = {}
+        groups, hi = {}, _highest(floors, task, metric)
         for r in rows:
             if r['task'] == task and r['metric'] == metric:
                 groups.setdefault((r['kind'], r['k_seed'], r.get('steps') or 0, r['variant'], r['method']), []).append(r)
-        md += [f"### {task} ({metric})", '', '| model | k_seed | steps | variant | method | score (mean ± std) | seeds | parameters |', '|---|---|---|---|---|---|---|---|']
-        for (kind, k, n, v, m), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != 'agnostic', kv[0][0], kv[0][1], kv[0][2], kv[0][3], kv[0][4])):
+        md += [f"### {task} ({metric})", ''] + ([_floor_line(floors, task, metric), ''] if hi else [])
+        md += ['| model | k_seed | steps | variant | method | score (mean ± std) |' + (' vs highest floor |' if hi else '') + ' seeds | parameters |',
+               '|---|---|---|---|---|---|' + ('---|' if hi else '') + '---|---|']
+        base = None
+        for (kind, k, n, v, m), rs in sorted(groups.items(), key=_order):
             mu, sd = _mean_std([r['value'] for r in rs])
-            md.append(f"| {kind} | {k} | {n or ''} | {v} | {m} | {mu:.3f} ± {sd:.3f} | {len(rs)} | {human_count(int(rs[0]['params']))} |")
+            if kind == 'agnostic' and base is None: base = mu
+            vs = (f" {mu - hi[1]:+.3f} {'✓' if mu > hi[1] else '✗'} |" if hi else '')
+            md.append(f"| {kind} | {k} | {n or ''} | {v} | {m} | {mu:.3f} ± {sd:.3f} |{vs} {len(rs)} | {human_count(int(rs[0]['params']))} |")
+        if hi and base is not None:
+            md += ['', f"The modality-agnostic baseline {'**beats**' if base > hi[1] else '**does not beat**'} its highest floor "
+                       f"({FLOOR_NAMES.get(hi[0], hi[0])} {hi[1]:.3f}): {base:.3f} ({base - hi[1]:+.3f})."]
         md.append('')
     return '\n'.join(md)
 
+# %% ../nbs/07_study.ipynb #d1f0a005
 STEP_COUNTING = ("The paper counts modality-specific steps: naive merging and the recipe both get K of them, and the recipe's "
                  "K_seed seed steps come on top (K_seed + K in all). The step-matched control gives naive merging K_seed + K "
                  "modality-specific steps, the recipe's total. The agnostic baseline has max(K_seed) + K steps.")
@@ -535,62 +615,6 @@ def method_ranking(rows:list, # from `collect`
                       'intervals are t-intervals over seeds; Δ compares each method with the best on the same seeds.', ''] + md)
 
 # %% ../nbs/07_study.ipynb #edba5ef5
-def _plots(cfg, out, rows):
-    import matplotlib; import matplotlib.pyplot as plt
-    from vlmerge.metrics.report import save_fig
-    figs = {}
-    tasks = [t for t in cfg.tasks]
-    merged = [r for r in rows if r['kind'] == 'merged' and r.get('naive') != 'matched']
-    matched = [r for r in rows if r['kind'] == 'merged' and r.get('naive') == 'matched']
-    # 1. score against k_seed per method, one panel per task
-    fig, axs = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3), squeeze=False)
-    for ax, t in zip(axs[0], tasks):
-        for meth in sorted({r['method'] for r in merged}):
-            pts = {}
-            for r in merged:
-                if r['task'] == t and r['metric'] == MAIN_METRIC[t] and r['method'] == meth: pts.setdefault(r['k_seed'], []).append(r['value'])
-            ks = sorted(pts)
-            if ks: ln = ax.errorbar(ks, [np.mean(pts[k]) for k in ks], [np.std(pts[k]) for k in ks], marker='o', capsize=3, label=meth)
-            mt = {}
-            for r in matched:
-                if r['task'] == t and r['metric'] == MAIN_METRIC[t] and r['method'] == meth: mt.setdefault(r['steps'] - cfg.steps, []).append(r['value'])
-            if mt and ks: ax.plot(sorted(mt), [np.mean(mt[k]) for k in sorted(mt)], ls=':', marker='x', color=ln[0].get_color(),
-                                  label=f'{meth}, naive step-matched (x: its K_seed)')
-        base = [r['value'] for r in rows if r['kind'] == 'agnostic' and r['task'] == t and r['metric'] == MAIN_METRIC[t]]
-        if base: ax.axhline(np.mean(base), color='k', ls='--', lw=1, label='agnostic baseline')
-        ax.set_title(f"{t} ({MAIN_METRIC[t]})", fontsize=9); ax.set_xlabel('K_seed')
-    axs[0][0].legend(fontsize=7); fig.tight_layout(); figs['score_vs_kseed.png'] = save_fig(fig, out/'score_vs_kseed.png')
-    # 2. distance metric against the merged score (mean over tasks of the main metrics)
-    runs = merged_runs(rows, cfg.tasks)
-    if len(runs) >= 3:
-        from vlmerge.metrics.predict import correlate
-        ms = [f'{w}_{m}' for w in ('raw', 'tau') for m in ('l2', 'cos', 'ssd', 'tssd')]
-        fig, axs = plt.subplots(2, 4, figsize=(13.6, 6), squeeze=False)
-        for ax, m in zip(axs.flat, ms):
-            x = np.array([r[m] for r in runs]); y = np.array([r['score'] for r in runs])
-            ax.scatter(x, y, s=14)
-            if np.ptp(x) > 0:
-                b, a = np.polyfit(x, y, 1); xx = np.linspace(x.min(), x.max(), 10); ax.plot(xx, a + b * xx, 'r-', lw=1)
-            p, s = correlate(x, y, 'pearson', n_boot=500), correlate(x, y, 'spearman', n_boot=500)
-            ax.set_title(f"{m}\nr={p['r']:.2f} [{p['lo']:.2f},{p['hi']:.2f}]  ρ={s['r']:.2f} [{s['lo']:.2f},{s['hi']:.2f}]", fontsize=8)
-            ax.set_xlabel(m); ax.set_ylabel('merged score (mean over tasks)')
-        fig.tight_layout(); figs['metric_vs_score.png'] = save_fig(fig, out/'metric_vs_score.png')
-    # 3. interpolation curves over alpha (zero-shot)
-    curves = [r for p in sorted((out/'curves').glob('*.json')) for r in json.loads(p.read_text())]
-    if curves:
-        keys = [k for k in ('zero_shot_retrieval_r_mean', 'zero_shot_classification_top1') if k in curves[0]]
-        fig, axs = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3), squeeze=False)
-        for ax, key in zip(axs[0], keys):
-            for k in sorted({c['k_seed'] for c in curves}):
-                pts = {}
-                for c in curves:
-                    if c['k_seed'] == k: pts.setdefault(c['alpha'], []).append(c[key])
-                al = sorted(pts); ax.plot(al, [np.mean(pts[a]) for a in al], marker='o', label=f'K_seed={k}')
-            ax.set_xlabel('α (weight of V)'); ax.set_title(key.replace('_', ' '), fontsize=9)
-        axs[0][0].legend(fontsize=7); fig.tight_layout(); figs['interpolation_alpha.png'] = save_fig(fig, out/'interpolation_alpha.png')
-    plt.close('all')
-    return figs
-
 def merged_runs(rows:list, tasks) -> list:
     "One run per merged cell: its distances, its score (mean over `tasks` of the main metric), seed, variant and pre-training group."
     by = {}
@@ -603,6 +627,7 @@ def merged_runs(rows:list, tasks) -> list:
 
 DISTANCES = tuple(f'{w}_{m}' for w in ('raw', 'tau') for m in ('l2', 'cos', 'ssd', 'tssd'))
 
+# %% ../nbs/07_study.ipynb #d1f0a006
 def within_report(runs:list, # from `merged_runs`
                   n_boot:int=1000 # bootstrap resamples (over seeds)
                  ) -> str:
@@ -636,39 +661,109 @@ def within_report(runs:list, # from `merged_runs`
            f"Neither: {', '.join(e['metric'] for e in ev if e['verdict'] == 'neither') or 'none'}.", '']
     return '\n'.join(md)
 
+# %% ../nbs/07_study.ipynb #d1f0a007
+def _plot_kseed(plt, cfg, out, rows, floors=None) -> dict:
+    "Each task's main score against K_seed per merge method, the agnostic baseline and the task's highest floor."
+    from vlmerge.metrics.report import save_fig
+    tasks = list(cfg.tasks)
+    merged = [r for r in rows if r['kind'] == 'merged' and r.get('naive') != 'matched']
+    matched = [r for r in rows if r['kind'] == 'merged' and r.get('naive') == 'matched']
+    fig, axs = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3), squeeze=False)
+    for ax, t in zip(axs[0], tasks):
+        for meth in sorted({r['method'] for r in merged}):
+            pts = {}
+            for r in merged:
+                if r['task'] == t and r['metric'] == MAIN_METRIC[t] and r['method'] == meth: pts.setdefault(r['k_seed'], []).append(r['value'])
+            ks = sorted(pts)
+            if ks: ln = ax.errorbar(ks, [np.mean(pts[k]) for k in ks], [np.std(pts[k]) for k in ks], marker='o', capsize=3, label=meth)
+            mt = {}
+            for r in matched:
+                if r['task'] == t and r['metric'] == MAIN_METRIC[t] and r['method'] == meth: mt.setdefault(r['steps'] - cfg.steps, []).append(r['value'])
+            if mt and ks: ax.plot(sorted(mt), [np.mean(mt[k]) for k in sorted(mt)], ls=':', marker='x', color=ln[0].get_color(),
+                                  label=f'{meth}, naive step-matched (x: its K_seed)')
+        base = [r['value'] for r in rows if r['kind'] == 'agnostic' and r['task'] == t and r['metric'] == MAIN_METRIC[t]]
+        if base: ax.axhline(np.mean(base), color='k', ls='--', lw=1, label='agnostic baseline')
+        fl = _highest(floors, t, MAIN_METRIC[t])
+        if fl: ax.axhline(fl[1], color='0.5', ls=':', lw=1, label='highest floor (chance, constant or text-only)')
+        ax.set_title(f"{t} ({MAIN_METRIC[t]})", fontsize=9); ax.set_xlabel('K_seed')
+    axs[0][0].legend(fontsize=7); fig.tight_layout(); return {'score_vs_kseed.png': save_fig(fig, out/'score_vs_kseed.png')}
+
+# %% ../nbs/07_study.ipynb #d1f0a008
+def _plot_metric_vs_score(plt, cfg, out, rows) -> dict:
+    "Each distance metric against the merged score (mean over tasks of the main metrics), with correlations."
+    from vlmerge.metrics.report import save_fig
+    from vlmerge.metrics.predict import correlate
+    runs = merged_runs(rows, cfg.tasks)
+    if len(runs) < 3: return {}
+    fig, axs = plt.subplots(2, 4, figsize=(13.6, 6), squeeze=False)
+    for ax, m in zip(axs.flat, DISTANCES):
+        x = np.array([r[m] for r in runs]); y = np.array([r['score'] for r in runs])
+        ax.scatter(x, y, s=14)
+        if np.ptp(x) > 0:
+            b, a = np.polyfit(x, y, 1); xx = np.linspace(x.min(), x.max(), 10); ax.plot(xx, a + b * xx, 'r-', lw=1)
+        p, s = correlate(x, y, 'pearson', n_boot=500), correlate(x, y, 'spearman', n_boot=500)
+        ax.set_title(f"{m}\nr={p['r']:.2f} [{p['lo']:.2f},{p['hi']:.2f}]  ρ={s['r']:.2f} [{s['lo']:.2f},{s['hi']:.2f}]", fontsize=8)
+        ax.set_xlabel(m); ax.set_ylabel('merged score (mean over tasks)')
+    fig.tight_layout(); return {'metric_vs_score.png': save_fig(fig, out/'metric_vs_score.png')}
+
+def _plot_alpha(plt, out) -> dict:
+    "Zero-shot scores of interpolation merges against α, one line per K_seed."
+    from vlmerge.metrics.report import save_fig
+    curves = [r for p in sorted((out/'curves').glob('*.json')) for r in json.loads(p.read_text())]
+    if not curves: return {}
+    keys = [k for k in ('zero_shot_retrieval_r_mean', 'zero_shot_classification_top1') if k in curves[0]]
+    fig, axs = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axs[0], keys):
+        for k in sorted({c['k_seed'] for c in curves}):
+            pts = {}
+            for c in curves:
+                if c['k_seed'] == k: pts.setdefault(c['alpha'], []).append(c[key])
+            al = sorted(pts); ax.plot(al, [np.mean(pts[a]) for a in al], marker='o', label=f'K_seed={k}')
+        ax.set_xlabel('α (weight of V)'); ax.set_title(key.replace('_', ' '), fontsize=9)
+    axs[0][0].legend(fontsize=7); fig.tight_layout(); return {'interpolation_alpha.png': save_fig(fig, out/'interpolation_alpha.png')}
+
+def _plots(cfg, out, rows, floors=None) -> dict:
+    "Write the study's plots; return {file name: path}."
+    import matplotlib; import matplotlib.pyplot as plt
+    figs = {**_plot_kseed(plt, cfg, out, rows, floors), **_plot_metric_vs_score(plt, cfg, out, rows), **_plot_alpha(plt, out)}
+    plt.close('all'); return figs
+
+# %% ../nbs/07_study.ipynb #d1f0a009
+def _predictors_md(runs:list) -> str:
+    "Markdown: the pooled predictor evaluation of the distances, then the within-group report."
+    from vlmerge.metrics.predict import evaluate_predictors
+    ev = evaluate_predictors(runs, metrics=DISTANCES, score='score', n_boot=300)
+    keys = list(ev[0])
+    return '\n'.join(['## Do the distances predict the merged score? (pooled over all runs)', '',
+                      'Each merged cell is a run: its distances between the experts (raw weights, and modality vectors '
+                      'τ = W − W0) against its score, the mean over tasks of each task\'s main metric. A rule ranks runs by '
+                      'one distance (smaller is better); the fit combines them, scored leave-one-out. Pooled over the pre-training '
+                      'groups, this mostly measures whether a distance separates the groups: see the next section.', '',
+                      '| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)] +
+                     ['| ' + ' | '.join(f'{v:.3f}' if isinstance(v, float) else str(v) for v in e.values()) + ' |' for e in ev]) + '\n' + within_report(runs)
+
+# %% ../nbs/07_study.ipynb #d1f0a016
 def report(cfg:StudyConfig, # the study
            out:str|Path # its output folder
           ) -> Path:
-    "Write results.csv, distances.csv, tables.md, the plots and index.md / index.html; return index.md."
+    "Write results.csv, distances.csv, floors.json, tables.md, the plots and index.md / index.html; return index.md."
     out = Path(out); rows = collect(out)
     if not rows: fail(f"{out}: no finished cells to report")
     _write_csv(rows, out/'results.csv')
     dist = {r['id']: {k: r[k] for k in r if k.startswith(('tau_', 'raw_', 'id', 'k_seed', 'steps', 'naive', 'variant', 'seed'))} for r in rows if r['kind'] != 'agnostic'}
     if dist: _write_csv(list(dist.values()), out/'distances.csv')
-    md_tables = tables(rows)
+    floors = study_floors(cfg, out)
+    md_tables = tables(rows, floors)
     atomic_write_text(out/'tables.md', md_tables + '\n')
-    figs = _plots(cfg, out, rows)
+    figs = _plots(cfg, out, rows, floors)
     nv = naive_vs_recipe(rows, cfg.tasks)
     if nv: atomic_write_text(out/'naive_vs_recipe.md', nv)
     rk = method_ranking(rows, cfg.tasks)
     if rk: atomic_write_text(out/'ranking.md', rk)
-    pred = ''
     runs = merged_runs(rows, cfg.tasks)
-    if len(runs) >= 3:
-        from vlmerge.metrics.predict import evaluate_predictors
-        ev = evaluate_predictors(runs, metrics=DISTANCES,
-                                 score='score', n_boot=300)
-        keys = list(ev[0])
-        pred = '\n'.join(['## Do the distances predict the merged score? (pooled over all runs)', '',
-                          'Each merged cell is a run: its distances between the experts (raw weights, and modality vectors '
-                          'τ = W − W0) against its score, the mean over tasks of each task\'s main metric. A rule ranks runs by '
-                          'one distance (smaller is better); the fit combines them, scored leave-one-out. Pooled over the pre-training '
-                          'groups, this mostly measures whether a distance separates the groups: see the next section.', '',
-                          '| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)] +
-                         ['| ' + ' | '.join(f'{v:.3f}' if isinstance(v, float) else str(v) for v in e.values()) + ' |' for e in ev]) + '\n'
-        pred += within_report(runs)
-        atomic_write_text(out/'predictors.md', pred)
-    index = [f'# Study: {out.name}', '', f'{len({r["id"] for r in rows})} cells finished. Files: `results.csv`, `distances.csv`, `tables.md`, `study.yaml`.', '',
+    pred = _predictors_md(runs) if len(runs) >= 3 else ''
+    if pred: atomic_write_text(out/'predictors.md', pred)
+    index = [f'# Study: {out.name}', '', f'{len({r["id"] for r in rows})} cells finished. Files: `results.csv`, `distances.csv`, `floors.json`, `tables.md`, `study.yaml`.', '',
              '## Plots', ''] + [f'![{k}]({k})' for k in figs] + ['', nv, rk, '## Tables', '', md_tables, pred]
     atomic_write_text(out/'index.md', '\n'.join(index) + '\n')
     from markdown_it import MarkdownIt
@@ -678,12 +773,7 @@ def report(cfg:StudyConfig, # the study
                       'td,th{border:1px solid #ccc;padding:.2rem .5rem}img{max-width:100%}</style>' + body)
     return out/'index.md'
 
-# %% ../nbs/07_study.ipynb #e99c9d83
-def _shard(s:str) -> tuple:
-    try: i, n = map(int, s.split('/')); assert 0 <= i < n
-    except Exception: fail(f"--shard {s!r}: expected I/N with 0 <= I < N, e.g. 0/2")
-    return i, n
-
+# %% ../nbs/07_study.ipynb #d1f0a013
 def run_workers(cfg:StudyConfig, # the study
                 conf:Path, # its config file (the workers read it)
                 out:Path, # the output folder
@@ -704,6 +794,7 @@ def run_workers(cfg:StudyConfig, # the study
     watch_workers(cfg, out, procs, logs)
     return report(cfg, out)
 
+# %% ../nbs/07_study.ipynb #d1f0a015
 def watch_workers(cfg:StudyConfig, # the study
                   out:Path, # its output folder
                   procs:list, # the worker processes
@@ -731,6 +822,7 @@ def watch_workers(cfg:StudyConfig, # the study
         if finished: break
         time.sleep(poll)
 
+# %% ../nbs/07_study.ipynb #e99c9d83
 @command('study', help='run a study grid: pre-train, merge, distances, fine-tune, evaluate; tables and plots')
 def study_cmd(argv:list):
     "`vlmerge study CONFIG.yaml --out DIR [--shard I/N | --workers N] [--report-only] [--set KEY=VALUE ...]`"

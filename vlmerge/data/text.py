@@ -42,7 +42,8 @@ def train_tokenizer(texts, # an iterable of strings
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=1))
+    tok.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=1,
+                                                                         show_progress=False))  # its progress bar printed blank lines to stdout
     tok.post_processor = _bert_post(tok)
     out = _wrap(tok, max_len)
     if dest is not None:

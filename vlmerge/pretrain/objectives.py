@@ -11,8 +11,8 @@ from ..models.config import VLConfig
 from ..models.transformer import VLTransformer
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'gather', 'global_sum', 'contrastive_loss', 'hard_negatives', 'PretrainHeads', 'PretrainModel',
-           'pretrain_loss']
+__all__ = ['OBJECTIVES', 'gather', 'global_sum', 'contrastive_loss', 'same_caption', 'negative_weights', 'hard_negatives',
+           'PretrainHeads', 'PretrainModel', 'pretrain_loss']
 
 # %% ../../nbs/03a_pretrain.objectives.ipynb #a9719e5c
 def _distributed() -> bool: return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -47,16 +47,39 @@ def contrastive_loss(img:torch.Tensor, # (B, E) image embeddings (unnormalised)
     return 0.5 * (F.cross_entropy(i2t, tgt) + F.cross_entropy(t2i, tgt)), i2t
 
 # %% ../../nbs/03a_pretrain.objectives.ipynb #23e225c4
-def hard_negatives(sim:torch.Tensor, # (B, B) image-to-text similarities of this batch
-                   generator:torch.Generator|None=None # random numbers (default: torch's global generator)
+def same_caption(ids:torch.Tensor, # (B, T) token ids
+                 mask:torch.Tensor|None=None # (B, T) 1 = token, 0 = padding
+                ) -> torch.Tensor:
+    "(B, B) bool: True where pairs i ≠ j have the same caption (the same tokens, padding ignored)."
+    x = ids if mask is None else ids * mask
+    same = (x[:, None, :] == x[None, :, :]).all(-1)
+    if mask is not None: same &= (mask[:, None, :] == mask[None, :, :]).all(-1)
+    return same & ~torch.eye(len(ids), dtype=torch.bool, device=ids.device)
+
+def negative_weights(sim:torch.Tensor, # (B, B) logits of row i against candidate j (ITC similarity × inverse temperature)
+                     exclude:torch.Tensor|None=None, # (B, B) bool: candidates that are no negatives (e.g. `same_caption`)
+                     hard:float=1.0 # weight of the similarity-driven draw; 1 - hard goes to a uniform draw
+                    ) -> torch.Tensor:
+    "(B, B) probabilities (rows sum to 1) of each candidate being row i's negative: hard·softmax(sim) + (1 − hard)·uniform, allowed candidates only."
+    if not 0 <= hard <= 1: fail(f"itm_hard {hard}: must be between 0 and 1")
+    eye = torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
+    bad = eye if exclude is None else eye | exclude.to(sim.device)
+    bad = bad & ~(bad.all(1, keepdim=True) & ~eye)    # a row with nothing left falls back to every other pair
+    ok = (~bad).float()
+    soft = F.softmax(sim.detach().float().masked_fill(bad, float('-inf')), 1)
+    return hard * soft + (1 - hard) * ok / ok.sum(1, keepdim=True)
+
+def hard_negatives(sim:torch.Tensor, # (B, B) image-to-text logits of this batch
+                   generator:torch.Generator|None=None, # random numbers (default: torch's global generator)
+                   exclude:torch.Tensor|None=None, # (B, B) bool, symmetric: pairs whose captions are interchangeable
+                   hard:float=1.0 # 1: the study's draw ∝ softmax(sim); 0: uniform
                   ) -> tuple:
-    "Indices (neg_text_for_image (B,), neg_image_for_text (B,)) sampled ∝ softmax(sim), never the positive."
-    B = sim.shape[0]
-    if B < 2: fail("image-text matching needs at least 2 pairs per batch and process to draw negatives")
-    eye = torch.eye(B, dtype=torch.bool, device=sim.device)
-    w_t = F.softmax(sim.float().detach(), 1).masked_fill(eye, 0) + 1e-12 * (~eye)
-    w_i = F.softmax(sim.float().detach().T, 1).masked_fill(eye, 0) + 1e-12 * (~eye)
+    "Indices (neg_text_for_image (B,), neg_image_for_text (B,)) drawn by `negative_weights`, never the positive."
+    if sim.shape[0] < 2: fail("image-text matching needs at least 2 pairs per batch and process to draw negatives")
+    ex_t = exclude; ex_i = None if exclude is None else exclude.T
+    w_t, w_i = negative_weights(sim, ex_t, hard), negative_weights(sim.T, ex_i, hard)
     return torch.multinomial(w_t, 1, generator=generator)[:, 0], torch.multinomial(w_i, 1, generator=generator)[:, 0]
+
 
 # %% ../../nbs/03a_pretrain.objectives.ipynb #deec4ddb
 class PretrainHeads(nn.Module):
@@ -84,49 +107,68 @@ class PretrainModel(nn.Module):
     "A `VLTransformer` backbone with `PretrainHeads`; `forward(batch)` returns the loss terms."
     def __init__(self, backbone:VLTransformer, # the transformer (modality-specific or agnostic)
                  heads:PretrainHeads|None=None, # pre-training heads (new ones when None)
-                 objectives=OBJECTIVES # which of 'itc', 'itm', 'mlm' to compute
+                 objectives=OBJECTIVES, # which of 'itc', 'itm', 'mlm' to compute
+                 itm_hard:float=1.0, # ITM negatives: 1 = the study's draw ∝ softmax(ITC logits), 0 = uniform (see `negative_weights`)
+                 itm_dedup:bool=True # never draw a negative whose caption is the positive's (the study does not check)
                 ):
         super().__init__()
         bad = [o for o in objectives if o not in OBJECTIVES]
         if bad: fail(f"objectives: unknown objective {bad[0]!r} (known: {', '.join(OBJECTIVES)})")
         if not objectives: fail("objectives: give at least one of " + ', '.join(OBJECTIVES))
+        if not 0 <= itm_hard <= 1: fail(f"itm_hard {itm_hard}: must be between 0 and 1")
         self.backbone, self.heads, self.objectives = backbone, heads or PretrainHeads(backbone.cfg), tuple(objectives)
+        self.itm_hard, self.itm_dedup = float(itm_hard), bool(itm_dedup)
 
     def forward(self, batch:dict # pixel_values, input_ids, attention_mask[, mlm_input_ids, mlm_labels]
                ) -> dict:
         "Loss terms {'itc', 'itc_a', 'itc_b', 'itm', 'itm_acc', 'mlm', 'mlm_acc'} for the objectives switched on."
-        m, h, out = self.backbone, self.heads, {}
-        img, ids, mask = batch['pixel_values'], batch['input_ids'], batch['attention_mask']
+        m, out = self.backbone, {}
         need_itc = 'itc' in self.objectives or 'itm' in self.objectives
-        o = m(image=img, text_ids=ids, text_mask=mask, paths=('v', 'l') if need_itc else ())
-        if need_itc:
-            la, i2t = contrastive_loss(h.itc_image(o.image[:, 0]), h.itc_text(o.text[:, 0]), h.logit_scale)
-            if 'itc' in self.objectives:
-                lb, _ = contrastive_loss(h.itc_vl_image(m.vl_single(o.image_lower, 'image')[:, 0]),
-                                         h.itc_vl_text(m.vl_single(o.text_lower, 'text', mask)[:, 0]), h.logit_scale_vl)
-                out.update(itc=0.5 * (la + lb), itc_a=la.detach(), itc_b=lb.detach())
-        if 'itm' in self.objectives:
-            B = img.shape[0]; off = _offset(B)
-            nt, ni = hard_negatives(i2t[:, off:off + B])
-            il = torch.cat([o.image_lower, o.image_lower, o.image_lower[ni]])     # (3B, 1+N, D)
-            tl = torch.cat([o.text_lower, o.text_lower[nt], o.text_lower])        # (3B, T, D)
-            tm = torch.cat([mask, mask[nt], mask])
-            logits = h.itm(m.pooler(m.fuse(il, tl, tm)))
-            y = torch.cat([torch.ones(B), torch.zeros(2 * B)]).long().to(logits.device)
-            out['itm'] = F.cross_entropy(logits.float(), y)
-            out['itm_acc'] = (logits.argmax(-1) == y).float().mean().detach()
-        if 'mlm' in self.objectives:
-            if 'mlm_labels' not in batch: fail("objective 'mlm' needs batches with mlm_input_ids and mlm_labels (collate with mlm_prob > 0)")
-            tl = m.run_lower(m.embed_text(batch['mlm_input_ids']), 'text', mask)
-            il = o.image_lower if o.image_lower is not None else m.run_lower(m.embed_image(img), 'image')
-            fused = m.fuse(il, tl, mask)[:, :ids.shape[1]]                        # (B, T, D) text positions
-            lab = batch['mlm_labels']; sel = lab != -100
-            logits = h.mlm(fused[sel]).float()                                    # (M, vocab)
-            n = global_sum(sel.sum().float()).clamp(min=1)
-            world = dist.get_world_size() if _distributed() else 1
-            out['mlm'] = F.cross_entropy(logits, lab[sel], reduction='sum') / n * world
-            out['mlm_acc'] = (logits.argmax(-1) == lab[sel]).float().mean().detach() if sel.any() else logits.new_zeros(())
+        o = m(image=batch['pixel_values'], text_ids=batch['input_ids'], text_mask=batch['attention_mask'], paths=('v', 'l') if need_itc else ())
+        i2t = _itc_terms(self, o, out) if need_itc else None
+        if 'itm' in self.objectives: out.update(_itm_terms(self, o, i2t, batch))
+        if 'mlm' in self.objectives: out.update(_mlm_terms(self, o, batch))
         return out
+
+# %% ../../nbs/03a_pretrain.objectives.ipynb #b7d2e411
+def _itc_terms(pm:PretrainModel, o, out:dict) -> torch.Tensor:
+    "Add ITC's terms to `out` (when 'itc' is on); return L_a's image-to-text logits (B, B_global) for ITM."
+    m, h = pm.backbone, pm.heads
+    la, i2t = contrastive_loss(h.itc_image(o.image[:, 0]), h.itc_text(o.text[:, 0]), h.logit_scale)
+    if 'itc' in pm.objectives:
+        lb, _ = contrastive_loss(h.itc_vl_image(m.vl_single(o.image_lower, 'image')[:, 0]),
+                                 h.itc_vl_text(m.vl_single(o.text_lower, 'text', o.text_mask)[:, 0]), h.logit_scale_vl)
+        out.update(itc=0.5 * (la + lb), itc_a=la.detach(), itc_b=lb.detach())
+    return i2t
+
+def _itm_terms(pm:PretrainModel, o, i2t:torch.Tensor, batch:dict) -> dict:
+    "ITM's loss and accuracy over B positives, B (image, negative text) and B (negative image, text) pairs."
+    m, h = pm.backbone, pm.heads
+    ids, mask = batch['input_ids'], batch['attention_mask']
+    B = ids.shape[0]; off = _offset(B)
+    nt, ni = hard_negatives(i2t[:, off:off + B], exclude=same_caption(ids, mask) if pm.itm_dedup else None,
+                            hard=pm.itm_hard)
+    il = torch.cat([o.image_lower, o.image_lower, o.image_lower[ni]])     # (3B, 1+N, D)
+    tl = torch.cat([o.text_lower, o.text_lower[nt], o.text_lower])        # (3B, T, D)
+    logits = h.itm(m.pooler(m.fuse(il, tl, torch.cat([mask, mask[nt], mask]))))
+    y = torch.cat([torch.ones(B), torch.zeros(2 * B)]).long().to(logits.device)
+    return {'itm': F.cross_entropy(logits.float(), y), 'itm_acc': (logits.argmax(-1) == y).float().mean().detach()}
+
+# %% ../../nbs/03a_pretrain.objectives.ipynb #b7d2e412
+def _mlm_terms(pm:PretrainModel, o, batch:dict) -> dict:
+    "MLM's loss (mean over the global batch's masked tokens) and accuracy, on the fused path."
+    if 'mlm_labels' not in batch: fail("objective 'mlm' needs batches with mlm_input_ids and mlm_labels (collate with mlm_prob > 0)")
+    m, h = pm.backbone, pm.heads
+    ids, mask = batch['input_ids'], batch['attention_mask']
+    tl = m.run_lower(m.embed_text(batch['mlm_input_ids']), 'text', mask)
+    il = o.image_lower if o.image_lower is not None else m.run_lower(m.embed_image(batch['pixel_values']), 'image')
+    fused = m.fuse(il, tl, mask)[:, :ids.shape[1]]                        # (B, T, D) text positions
+    lab = batch['mlm_labels']; sel = lab != -100
+    logits = h.mlm(fused[sel]).float()                                    # (M, vocab)
+    n = global_sum(sel.sum().float()).clamp(min=1)
+    world = dist.get_world_size() if _distributed() else 1
+    return {'mlm': F.cross_entropy(logits, lab[sel], reduction='sum') / n * world,
+            'mlm_acc': (logits.argmax(-1) == lab[sel]).float().mean().detach() if sel.any() else logits.new_zeros(())}
 
 def pretrain_loss(model, # a PretrainModel (possibly wrapped in DDP)
                   batch:dict # a pre-training batch

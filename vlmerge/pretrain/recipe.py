@@ -42,6 +42,7 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     objectives: list = field(default_factory=lambda: list(OBJECTIVES))  # any of itc, itm, mlm
     mlm_prob: float = 0.25          # whole-word masking rate
+    itm_hard: float = 0.0           # ITM negatives: 1 = the study's draw ∝ softmax(ITC logits), 0 = uniform (pretrain.objectives says why 0)
     stage: typing.Literal['specific', 'agnostic'] = 'specific'  # the modality-specific recipe or the agnostic baseline
     k_seed: int = 0                 # seed pre-training steps of the modality-agnostic model (0: naive)
     seed_from: str|None = None      # reuse this seed model folder instead of training the seed stage
@@ -53,6 +54,7 @@ class PretrainConfig:
         bad = [o for o in self.objectives if o not in OBJECTIVES]
         if bad: fail(f"objectives: unknown objective {bad[0]!r} (known: {', '.join(OBJECTIVES)})")
         if self.k_seed < 0: fail(f"k_seed: must be >= 0, got {self.k_seed}")
+        if not 0 <= self.itm_hard <= 1: fail(f"itm_hard: must be between 0 and 1, got {self.itm_hard}")
         if self.stage == 'agnostic' and (self.k_seed or self.seed_from): fail("k_seed / seed_from: only for stage 'specific'")
         unknown = [k for k in self.seed_train if k not in {f.name for f in dataclasses.fields(TrainConfig)}]
         if unknown: fail(f"seed_train: unknown key '{unknown[0]}'")
@@ -122,7 +124,7 @@ def _stage(name, backbone, heads, cfg, tcfg, ds, collate, out, resume, w0=None, 
     if (folder/'config.json').exists():
         if rank == 0: print(f"{name}: done already ({folder})")
         return folder
-    pm = PretrainModel(backbone, heads, cfg.objectives)
+    pm = PretrainModel(backbone, heads, cfg.objectives, itm_hard=cfg.itm_hard)
     res = train(pm, pretrain_loss, ds, collate, tcfg, d, resume=resume, progress=progress)
     if rank == 0:
         save_model(folder, pm.backbone, pm.heads, w0, {'stage': name, 'steps': tcfg.steps, 'loss': res.get('loss')}, tok)
