@@ -35,6 +35,7 @@ class DataConfig:
     vocab_size: int = 400          # world tokenizer's largest vocabulary
     augment: bool = True           # random caption of each image and random shifts (off: first caption, no shift)
 
+# %% ../../nbs/03b_pretrain.recipe.ipynb #3b5e0012
 @dataclass
 class PretrainConfig:
     "A pre-training run: model, data, objectives, the seed recipe and the training settings."
@@ -59,6 +60,7 @@ class PretrainConfig:
         unknown = [k for k in self.seed_train if k not in {f.name for f in dataclasses.fields(TrainConfig)}]
         if unknown: fail(f"seed_train: unknown key '{unknown[0]}'")
 
+# %% ../../nbs/03b_pretrain.recipe.ipynb #3b5e0014
 def model_config(cfg:PretrainConfig, # the run's config
                  vocab_size:int|None=None # the tokenizer's vocabulary size
                 ) -> VLConfig:
@@ -132,13 +134,9 @@ def _stage(name, backbone, heads, cfg, tcfg, ds, collate, out, resume, w0=None, 
     if dist.is_available() and dist.is_initialized(): dist.barrier()
     return folder
 
-def run_pretrain(cfg:PretrainConfig, # the run
-                 out:str|Path, # output folder
-                 resume:bool=False, # continue a killed run
-                 progress:bool=True # progress bars
-                ) -> Path:
-    "Run the seed recipe (or the agnostic baseline); return the final model folder."
-    out = Path(out)
+# %% ../../nbs/03b_pretrain.recipe.ipynb #3b5e0002
+def _inputs(cfg:PretrainConfig, out:Path, resume:bool) -> tuple:
+    "(model config, dataset, tokenizer, collate) of a run; builds the data cache once (rank 0) and writes pretrain.yaml."
     device = get_device(cfg.train.device)
     init_distributed(device); rank = dist_info()[0]
     if (out/'pretrain.yaml').exists() and not resume and rank == 0 and (out/'pretrain'/'ckpt').exists():
@@ -152,6 +150,11 @@ def run_pretrain(cfg:PretrainConfig, # the run
     collate = collate_for('pretrain', tok, mcfg.image_size, train=cfg.data.augment, mlm_prob=cfg.mlm_prob if 'mlm' in cfg.objectives else 0,
                           max_len=mcfg.max_text_len)
     if rank == 0: out.mkdir(parents=True, exist_ok=True); save_config(cfg, out/'pretrain.yaml')
+    return mcfg, ds, tok, collate
+
+# %% ../../nbs/03b_pretrain.recipe.ipynb #3b5e0003
+def _start(cfg:PretrainConfig, mcfg:VLConfig, ds, collate, out:Path, resume:bool, progress:bool, tok) -> tuple:
+    "(backbone, heads, W0) the last stage starts from: the seed stage's weights copied into every expert, a naive common start, or an agnostic model."
     set_seed(cfg.train.seed)
     heads, w0 = None, None
     if cfg.stage == 'specific' and (cfg.k_seed or cfg.seed_from):
@@ -170,8 +173,20 @@ def run_pretrain(cfg:PretrainConfig, # the run
         if cfg.stage == 'specific':   # naive: every expert starts from the same weights; W0 is that common start
             w0 = fold(backbone.state_dict(), mcfg, lambda ts: ts[0])   # copies (fold never returns views of its input)
             backbone.load_state_dict(split(w0, mcfg))
+    return backbone, heads, w0
+
+def run_pretrain(cfg:PretrainConfig, # the run
+                 out:str|Path, # output folder
+                 resume:bool=False, # continue a killed run
+                 progress:bool=True # progress bars
+                ) -> Path:
+    "Run the seed recipe (or the agnostic baseline); return the final model folder."
+    out = Path(out)
+    mcfg, ds, tok, collate = _inputs(cfg, out, resume)
+    backbone, heads, w0 = _start(cfg, mcfg, ds, collate, out, resume, progress, tok)
     return _stage('pretrain', backbone, heads, cfg, cfg.train, ds, collate, out, resume, w0, progress, tok)
 
+# %% ../../nbs/03b_pretrain.recipe.ipynb #3b5e0004
 def _init_pretrained(model, cfg):
     "Load `cfg.init` (timm ViT/BEiT, local BERT) into `model`, stage-aware (`models.pretrained.load_init`); print and return the reports."
     from vlmerge.models.pretrained import load_init
