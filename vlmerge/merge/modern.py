@@ -281,7 +281,7 @@ def regmean_plusplus(ts, *, aux=None, key='', reduce_non_diagonal_ratio:float=1.
     if not 0 <= reduce_non_diagonal_ratio <= 1: fail(f"regmean_plusplus: reduce_non_diagonal_ratio = {reduce_non_diagonal_ratio} is outside [0, 1]")
     keep = [i for i, G in enumerate(aux or []) if G is not None]
     if ts[0].ndim != 2 or not keep: return _mean(list(ts))
-    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], reduce_non_diagonal_ratio, key).float()
+    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], reduce_non_diagonal_ratio, key, torch.float32)
 
 # %% ../../nbs/04d_merge.modern.ipynb #421b12d2
 def _adam(p, grad, steps, lr, b1=0.9, b2=0.999, eps=1e-8):
