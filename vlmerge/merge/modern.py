@@ -8,7 +8,7 @@ import math
 from typing import Literal
 import torch
 from ..core import fail
-from .ops import merge_method, PerModel, elect_sign, regmean_solve, _seed_of
+from .ops import merge_method, PerModel, elect_sign, regmean_solve, _seed_of, _kth_largest
 
 # %% auto #0
 __all__ = ['della_probs', 'della_prune', 'della', 'della_linear', 'sce', 'karcher', 'multislerp', 'nuslerp', 'nearswap', 'magmax',
@@ -92,27 +92,38 @@ def della_linear(ts, base, *, key='', weight:PerModel[float]=1.0, density:PerMod
     return _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale, seed, False)
 
 # %% ../../nbs/04d_merge.modern.ipynb #3a61902b
+def _top_mask(x, k):
+    "Boolean mask of the k largest entries of non-negative x: an exact threshold by histogram, `topk` where ties straddle it."
+    if k == 0: return torch.zeros_like(x, dtype=torch.bool)
+    m = x >= _kth_largest(lambda: [x.reshape(-1)], k)
+    if int(m.sum()) != k:
+        m.zero_(); m.view(-1)[torch.topk(x.reshape(-1), k).indices] = True
+    return m
+
 @merge_method('sce')
 def sce(ts, base, *, select_topk:float=1.0, int8_mask:bool=False):
     "SCE (Wan et al. 2024, FuseChat): top-variance selection, energy weights, sign erase, weighted disjoint mean."
     if not 0 <= select_topk <= 1: fail(f"sce: select_topk = {select_topk} is outside [0, 1]")
-    tvs = _tvs(ts, base)
+    tv = lambda i: ts[i] - base  # τ_i made when needed: the heap holds one τ beside the sums
+    M = None
     if select_topk < 1:
-        mu = _mean(tvs); var = torch.zeros_like(base)
-        for tv in tvs: var.add_((tv - mu).square_())
-        var.div_(len(tvs)); k = int(select_topk * int(torch.count_nonzero(var)))
-        M = torch.zeros(var.numel(), dtype=torch.bool)
-        if k: M[torch.topk(var.reshape(-1), k).indices] = True
-        for tv in tvs: tv.mul_(M.reshape(var.shape))
-    e = [float(tv.double().square().sum()) for tv in tvs]
+        mu = torch.zeros_like(base)
+        for i in range(len(ts)): mu.add_(tv(i))
+        mu.div_(len(ts))
+        var = torch.zeros_like(base)
+        for i in range(len(ts)): var.add_(tv(i).sub_(mu).square_())
+        del mu; var.div_(len(ts))
+        M = _top_mask(var, int(select_topk * int(torch.count_nonzero(var)))); del var
+    sel = (lambda i: tv(i).mul_(M)) if M is not None else tv
+    e = [float(sel(i).double().square().sum()) for i in range(len(ts))]
     eta = [x / sum(e) for x in e] if sum(e) > 0 else [1 / len(e)] * len(e)
     tot = torch.zeros_like(base)
-    for tv in tvs: tot.add_(tv)
-    s = torch.where(tot >= 0, 1., -1.)
+    for i in range(len(ts)): tot.add_(sel(i))
+    s = torch.where(tot >= 0, 1., -1.); del tot
     mixed, div = torch.zeros_like(base), torch.zeros_like(base)
-    for tv, w in zip(tvs, eta):
-        m = torch.sign(tv) == s
-        mixed.add_(tv * m, alpha=w); div.add_(m.to(div.dtype), alpha=w)
+    for i, w in enumerate(eta):
+        t = sel(i); m = torch.sign(t) == s
+        mixed.add_(t.mul_(m), alpha=w); div.add_(m.to(div.dtype), alpha=w)
     return mixed.div_(div.masked_fill_(div == 0, 1.)).add_(base)
 
 # %% ../../nbs/04d_merge.modern.ipynb #036fd700
@@ -122,17 +133,21 @@ def karcher(ts, *, max_iter:int=10, tol:float=1e-5):
     if len(ts) == 1: return ts[0].clone()
     al = 1 / len(ts)
     norms = [float(t.norm()) for t in ts]
-    us = [t / n for t, n in zip(ts, norms) if n > tol]
-    if not us: return torch.zeros_like(ts[0])
-    mu = _mean(us); mn = float(mu.norm())
-    mu = us[0].clone() if mn < tol else mu.div_(mn)
+    xs = [(t, n) for t, n in zip(ts, norms) if n > tol]  # u = t / n, never materialised: the heap holds μ and v only
+    if not xs: return torch.zeros_like(ts[0])
+    mu = torch.zeros_like(ts[0])
+    for t, n in xs: mu.add_(t, alpha=1 / n)
+    mu.div_(len(xs)); mn = float(mu.norm())
+    mu = xs[0][0] / xs[0][1] if mn < tol else mu.div_(mn)
+    v = torch.empty_like(mu)
     for _ in range(max_iter):
-        v = torch.zeros_like(mu)
-        for u in us:
-            c = max(-1., min(1., float(torch.dot(mu.reshape(-1), u.reshape(-1)))))
+        v.zero_()
+        for t, n in xs:
+            c = max(-1., min(1., float(torch.dot(mu.reshape(-1), t.reshape(-1))) / n))
             th = math.acos(c)
             if th < tol: continue
-            v.add_(u - c * mu, alpha=th / math.sin(th) / len(us))
+            f = th / math.sin(th) / len(xs)
+            v.add_(t, alpha=f / n).add_(mu, alpha=-f * c)  # f (u − c μ)
         vn = float(v.norm())
         if vn < tol: break
         mu = mu.mul_(math.cos(vn)).add_(v, alpha=math.sin(vn) / vn)
@@ -144,21 +159,22 @@ def karcher(ts, *, max_iter:int=10, tol:float=1e-5):
 def multislerp(ts, base=None, *, weight:PerModel[float]=1.0, normalize_weights:bool=True, eps:float=1e-8):
     "Multi-SLERP (mergekit `multislerp`): weighted mean on the hypersphere through the tangent space at the mean direction."
     if len(ts) == 1: return ts[0].clone()
-    xs = _tvs(ts, base) if base is not None else list(ts)
-    w = [float(x) for x in weight]
-    if normalize_weights: w = [x / math.fsum(w) for x in w]
-    norms = [float(x.norm()) for x in xs]
-    us = [x / (n + eps) for x, n in zip(xs, norms)]
-    mu = torch.zeros_like(xs[0])
-    for u, wi in zip(us, w): mu.add_(u, alpha=wi)
+    x = (lambda i: ts[i] - base) if base is not None else (lambda i: ts[i])  # x_i made when needed: one at a time on the heap
+    w = [float(a) for a in weight]
+    if normalize_weights: w = [a / math.fsum(w) for a in w]
+    norms = [float(x(i).norm()) for i in range(len(ts))]
+    mu = torch.zeros_like(ts[0])
+    for i, wi in enumerate(w): mu.add_(x(i), alpha=wi / (norms[i] + eps))  # Σ w_i u_i, u_i = x_i / (|x_i| + ε)
     mn = float(mu.norm())
     if mn < eps:
-        if len(xs) != 2: fail("multislerp: the weighted unit tensors cancel out (antipodal inputs); change the weights")
-        r = xs[0] * w[0] + xs[1] * w[1]
+        if len(ts) != 2: fail("multislerp: the weighted unit tensors cancel out (antipodal inputs); change the weights")
+        r = x(0) * w[0] + x(1) * w[1]
         return r + base if base is not None else r
     mu.div_(mn)
-    v = torch.zeros_like(mu)
-    for u, wi in zip(us, w): v.add_(u - float(torch.dot(u.reshape(-1), mu.reshape(-1))) * mu, alpha=wi)
+    v, m = torch.zeros_like(mu), mu.reshape(-1)
+    for i, wi in enumerate(w):
+        xi = x(i); c = wi / (norms[i] + eps)
+        v.add_(xi, alpha=c).add_(mu, alpha=-c * float(torch.dot(xi.reshape(-1), m)))  # w_i (u_i − (u_i·μ) μ)
     vn = float(v.norm()) + eps
     r = mu.mul_(math.cos(vn)).add_(v, alpha=math.sin(vn) / vn).mul_(sum(n * wi for n, wi in zip(norms, w)))
     return r.add_(base) if base is not None else r
@@ -166,16 +182,19 @@ def multislerp(ts, base=None, *, weight:PerModel[float]=1.0, normalize_weights:b
 # %% ../../nbs/04d_merge.modern.ipynb #08c9820b
 def _nuslerp(t, a, b, dim, flatten, eps=1e-8):
     shape = a.shape
-    if flatten: a, b = a.reshape(1, -1), b.reshape(1, -1)
-    else:
-        if a.ndim < 2: a, b = a.reshape(1, -1), b.reshape(1, -1)
-        elif dim != -1: a, b = a.transpose(dim, -1), b.transpose(dim, -1)
+    if flatten:  # one vector: the angle from three dot products, the result in place of a (no per-entry temporaries)
+        na, nb = max(float(a.norm()), 1e-7), max(float(b.norm()), 1e-7)
+        th = math.acos(max(-1., min(1., float(torch.dot(a.reshape(-1), b.reshape(-1))) / (na * nb)))); st = math.sin(th)
+        if abs(st) < eps: return a.mul(1 - t).add_(b, alpha=t)
+        return a.mul(math.sin((1 - t) * th) / st).add_(b, alpha=math.sin(t * th) / st)
+    if a.ndim < 2: a, b = a.reshape(1, -1), b.reshape(1, -1)
+    elif dim != -1: a, b = a.transpose(dim, -1), b.transpose(dim, -1)
     au = a / a.norm(dim=-1, keepdim=True).clamp(min=1e-7); bu = b / b.norm(dim=-1, keepdim=True).clamp(min=1e-7)
     th = torch.acos((au * bu).sum(-1, keepdim=True).clamp(-1, 1)); st = torch.sin(th)
     r = (torch.sin((1 - t) * th) * a + torch.sin(t * th) * b) / st
     lin = (st.abs() < eps).expand_as(r)
     r = torch.where(lin, (1 - t) * a + t * b, r)
-    if not flatten and a.ndim >= 2 and dim != -1 and len(shape) >= 2: r = r.transpose(dim, -1)
+    if a.ndim >= 2 and dim != -1 and len(shape) >= 2: r = r.transpose(dim, -1)
     return r.reshape(shape)
 
 @merge_method('nuslerp', idempotent=True, n_models=((2, 2), (2, 2)))
@@ -187,8 +206,7 @@ def nuslerp(ts, base=None, *, weight:PerModel[float]=1.0, nuslerp_flatten:bool=T
     t = 0.5 if abs(s) < 1e-6 else float(weight[1]) / s
     dim = 0 if nuslerp_row_wise else -1
     if base is None: return _nuslerp(t, ts[0], ts[1], dim, nuslerp_flatten)
-    return base + _nuslerp(t, ts[0] - base, ts[1] - base, dim, nuslerp_flatten)
-
+    return _nuslerp(t, ts[0] - base, ts[1] - base, dim, nuslerp_flatten).add_(base)
 
 # %% ../../nbs/04d_merge.modern.ipynb #a43d0e7f
 @merge_method('nearswap', idempotent=True, elementwise=True, n_models=((2, 2), (1, 1)))
