@@ -250,11 +250,36 @@ def _ta_mean(ts, base, s):
     "The non-matrix fallback: W0 + s · mean τ."
     return _mean(_tvs(ts, base)).mul_(s).add_(base)
 
-@merge_method('tsv')
-def tsv(ts, base, *, alpha:float=1.0):
-    "TSV-M (Gargiulo et al. 2025): each τ's top r/T singular components, orthogonalised together, W0 + α UΣVᵀ."
-    k = min(base.shape) // len(ts) if base.ndim == 2 else 0
-    if k == 0: return _ta_mean(ts, base, alpha)
+# %% ../../nbs/04d_merge.modern.ipynb #16a00202
+def _oriented(ts, base):
+    "(N, r, rows(i, a, b), put(out, a, b, x)): row blocks of τ_i as float64 in the orientation with N ≥ r rows."
+    tall = base.shape[0] >= base.shape[1]
+    N, r = base.shape if tall else base.shape[::-1]
+    def rows(i, a, b):  # i = None: the base's rows
+        x = base[a:b] if tall else base[:, a:b].T
+        return (x if i is None else (ts[i][a:b] - base[a:b] if tall else (ts[i][:, a:b] - base[:, a:b]).T)).double()
+    def put(out, a, b, x): (out[a:b] if tall else out[:, a:b].T).copy_(x)
+    return N, r, rows, put
+
+_BLOCK = 1 << 20  # elements per row block (8 MiB of float64)
+
+def _blocks(N, r): step = max(1, _BLOCK // max(1, r)); return [(a, min(a + step, N)) for a in range(0, N, step)]
+
+def _gram(f, N, r):
+    "Σ over row blocks of XᵀX (float64) for the matrix whose rows a:b are f(a, b)."
+    G = torch.zeros(r, r, dtype=torch.float64)
+    for a, b in _blocks(N, r): x = f(a, b); G.addmm_(x.T, x)
+    return G
+
+def _inv_sqrt(G, rcond=1e-12):
+    "G^(-1/2) of a symmetric positive definite G (float64), or None when G is ill-conditioned."
+    lam, V = torch.linalg.eigh(G)
+    if lam.numel() == 0 or lam[0] <= rcond * max(float(lam[-1]), 1e-300): return None
+    return (V * lam.rsqrt()) @ V.T
+
+# %% ../../nbs/04d_merge.modern.ipynb #16a00204
+def _tsv_whole(ts, base, k, alpha):
+    "TSV-M on whole float64 matrices: SVDs and polar factors by SVD (the reference path, and the fallback)."
     Us, Ss, Vs = [], [], []
     for t in ts:
         U, S, Vh = _top_svd((t - base).double(), k)
@@ -262,16 +287,48 @@ def tsv(ts, base, *, alpha:float=1.0):
     U, S, Vh = torch.cat(Us, 1), torch.cat(Ss), torch.cat(Vs, 0)
     return base + alpha * ((_polar(U) * S) @ _polar(Vh)).float()
 
+@merge_method('tsv')
+def tsv(ts, base, *, alpha:float=1.0):
+    "TSV-M (Gargiulo et al. 2025): each τ's top r/T singular components, orthogonalised together, W0 + α UΣVᵀ."
+    k = min(base.shape) // len(ts) if base.ndim == 2 else 0
+    if k == 0: return _ta_mean(ts, base, alpha)
+    N, r, rows, put = _oriented(ts, base)
+    Cs, Ss, Vs = [], [], []  # U_i = τ_i C_i with C_i = V_i / s_i: U is never stored, only its rows a block at a time
+    for i in range(len(ts)):
+        lam, V = torch.linalg.eigh(_gram(lambda a, b: rows(i, a, b), N, r))
+        V, s = V[:, r - k:].flip(1), lam[r - k:].flip(0).clamp(min=0).sqrt()
+        Cs.append(V / torch.where(s > 0, s, 1.)); Ss.append(s); Vs.append(V.T)
+    U = lambda a, b: torch.cat([rows(i, a, b) @ C for i, C in enumerate(Cs)], 1)
+    P = _inv_sqrt(_gram(U, N, len(ts) * k))  # polar(U) = U (UᵀU)^(-1/2)
+    if P is None: return _tsv_whole(ts, base, k, alpha)
+    R = (P * torch.cat(Ss)) @ _polar(torch.cat(Vs, 0)) * alpha  # polar(U) Σ polar(Vᵀ) = U R
+    out = torch.empty_like(base)
+    for a, b in _blocks(N, r): put(out, a, b, rows(None, a, b) + U(a, b) @ R)
+    return out
+
 # %% ../../nbs/04d_merge.modern.ipynb #dc9e126b
-@merge_method('iso_c')
-def iso_c(ts, base, *, scaling_factor:float=1.0):
-    "Iso-C (Marczak et al. 2025): the task-arithmetic sum with its singular values set to their mean."
-    if base.ndim != 2: return _ta_mean(ts, base, scaling_factor)
+def _iso_c_whole(ts, base, scaling_factor):
+    "Iso-C on the whole float64 sum by SVD (the reference path, and the fallback)."
     tot = torch.zeros_like(base, dtype=torch.float64)
     for t in ts: tot += (t - base).double()
     U, S, Vh = torch.linalg.svd(tot, full_matrices=False)
     return base + (scaling_factor * float(S.mean())) * (U @ Vh).float()
 
+@merge_method('iso_c')
+def iso_c(ts, base, *, scaling_factor:float=1.0):
+    "Iso-C (Marczak et al. 2025): the task-arithmetic sum with its singular values set to their mean."
+    if base.ndim != 2: return _ta_mean(ts, base, scaling_factor)
+    N, r, rows, put = _oriented(ts, base)
+    tot = lambda a, b: sum(rows(i, a, b) for i in range(len(ts)))  # rows of Σ τ_i, a block at a time
+    lam, V = torch.linalg.eigh(_gram(tot, N, r))
+    if lam.numel() == 0 or lam[0] <= 1e-12 * max(float(lam[-1]), 1e-300): return _iso_c_whole(ts, base, scaling_factor)
+    s = lam.sqrt()  # the singular values of Σ τ_i; its polar factor is (Σ τ_i) V diag(1/s) Vᵀ
+    R = (V * (scaling_factor * float(s.mean()) / s)) @ V.T
+    out = torch.empty_like(base)
+    for a, b in _blocks(N, r): put(out, a, b, rows(None, a, b) + tot(a, b) @ R)
+    return out
+
+# %% ../../nbs/04d_merge.modern.ipynb #16a00205
 @merge_method('iso_cts')
 def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0.8):
     "Iso-CTS (Marczak et al. 2025): common plus task-specific singular subspaces, orthogonalised, one mean singular value."
@@ -281,14 +338,16 @@ def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0
     kt = round((r - int(r * common_space_fraction)) / T)
     if kt * T > r: kt = r // T
     kc = r - kt * T
-    tvs = [(t - base).double() for t in ts]
-    U, S, Vh = torch.linalg.svd(sum(tvs), full_matrices=False)
+    tot = torch.zeros_like(base, dtype=torch.float64)
+    for t in ts: tot.add_(t - base)  # τ_i made one at a time, in float32, summed in float64
+    U, S, Vh = torch.linalg.svd(tot, full_matrices=False); del tot
     Uc = U[:, :kc]
     Us, Ss, Vs = [Uc], [S[:kc]], [Vh[:kc]]
-    for tv in tvs:
+    for t in ts:
         if not kt: break
-        u, s, vh = _top_svd(tv - Uc @ (Uc.T @ tv), kt)  # not a full SVD: the projection leaves many zero singular values
-        Us.append(u); Ss.append(s); Vs.append(vh)
+        tv = (t - base).double()
+        u, s, vh = _top_svd(tv.sub_(Uc @ (Uc.T @ tv)), kt)  # not a full SVD: the projection leaves many zero singular values
+        Us.append(u); Ss.append(s); Vs.append(vh); del tv
     sbar = float(torch.cat(Ss).mean())
     return base + (scaling_factor * sbar) * (_polar(torch.cat(Us, 1)) @ _polar(torch.cat(Vs, 0))).float()
 
