@@ -15,6 +15,8 @@ __all__ = ['della_probs', 'della_prune', 'della', 'della_linear', 'sce', 'karche
            'tsv', 'iso_c', 'iso_cts', 'regmean_plusplus', 'wudi']
 
 # %% ../../nbs/04d_merge.modern.ipynb #409376cf
+_BLOCK = 1 << 20  # elements per row block of the kernels that stream rows (4 MiB of float32)
+
 def _tvs(ts, base):
     "Task vectors τ_i = W_i − W0 (new tensors)."
     return [t - base for t in ts]
@@ -28,6 +30,12 @@ def _mean(xs):
 def _rows(x):
     "A 2-D view: vectors stay one row, matrices keep their rows, higher ranks flatten the trailing dims."
     return x.reshape(1, -1) if x.ndim < 2 else x.reshape(x.shape[0], -1)
+
+def _row_blocks(x):
+    "Slices of whole rows (dim 0) of about `_BLOCK` elements; the whole (`...`) for scalars and vectors."
+    if x.ndim < 2: return [...]
+    step = max(1, _BLOCK // max(1, x[0].numel()))
+    return [slice(a, min(a + step, x.shape[0])) for a in range(0, x.shape[0], step)]
 
 # %% ../../nbs/04d_merge.modern.ipynb #845294c5
 def della_probs(tv:torch.Tensor, # a task vector
@@ -46,7 +54,8 @@ def della_prune(tv:torch.Tensor, # a task vector
                 density:float, # d
                 epsilon:float, # ε
                 rescale:bool, # divide kept entries by their keep probability
-                seed # hashed into the generator's seed
+                seed, # hashed into the generator's seed
+                gen:torch.Generator|None=None # draw from this generator instead (row blocks continue its stream)
                ) -> torch.Tensor:
     "MagPrune: keep each entry with its `della_probs` probability (and rescale by 1/p); a new tensor."
     if density >= 1: return tv.clone()
@@ -54,16 +63,15 @@ def della_prune(tv:torch.Tensor, # a task vector
     if density - epsilon <= 0 or density + epsilon >= 1:
         fail(f"della: epsilon {epsilon} must keep density ± epsilon inside (0, 1) (density {density})")
     p = della_probs(tv, density, epsilon)
-    g = torch.Generator().manual_seed(_seed_of(seed))
+    g = gen if gen is not None else torch.Generator().manual_seed(_seed_of(seed))
     keep = torch.rand(tv.shape, generator=g) < p
     out = tv * keep
     return out.div_(p) if rescale else out
 
 # %% ../../nbs/04d_merge.modern.ipynb #84e71325
-def _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale, seed, consensus):
-    "Prune each τ_i with MagPrune, weight it, optionally elect signs, (normalised) sum, scale by λ."
-    tvs = [della_prune(t - base, d, e, rescale, (seed, key, i)).mul_(w)
-           for i, (t, w, d, e) in enumerate(zip(ts, weight, density, epsilon))]
+def _della_block(ts, base, gens, weight, density, epsilon, lambda_, normalize, rescale, consensus):
+    "DELLA on whole rows of the tensors (MagPrune ranks within rows, so blocks of rows are independent)."
+    tvs = [della_prune(t - base, d, e, rescale, None, g).mul_(w) for t, g, w, d, e in zip(ts, gens, weight, density, epsilon)]
     if consensus:
         s = elect_sign(tvs, 'sum', 'positive')
         mixed, div = torch.zeros_like(base), torch.zeros_like(base)
@@ -78,6 +86,14 @@ def _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale,
             sw = math.fsum(weight)
             mixed.div_(sw if abs(sw) >= 1e-8 else 1.)
     return mixed.mul_(lambda_).add_(base)
+
+def _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale, seed, consensus):
+    "Prune each τ_i with MagPrune, weight it, optionally elect signs, (normalised) sum, scale by λ; in blocks of rows."
+    gens = [torch.Generator().manual_seed(_seed_of((seed, key, i))) for i in range(len(ts))]  # one stream per model across blocks
+    out = torch.empty_like(base)
+    for sl in _row_blocks(base):
+        out[sl] = _della_block([t[sl] for t in ts], base[sl], gens, weight, density, epsilon, lambda_, normalize, rescale, consensus)
+    return out
 
 @merge_method('della')
 def della(ts, base, *, key='', weight:PerModel[float]=1.0, density:PerModel[float]=1.0, epsilon:PerModel[float]=0.15,
@@ -261,7 +277,6 @@ def _oriented(ts, base):
     def put(out, a, b, x): (out[a:b] if tall else out[:, a:b].T).copy_(x)
     return N, r, rows, put
 
-_BLOCK = 1 << 20  # elements per row block (8 MiB of float64)
 
 def _blocks(N, r): step = max(1, _BLOCK // max(1, r)); return [(a, min(a + step, N)) for a in range(0, N, step)]
 
@@ -375,13 +390,14 @@ def _adam(p, grad, steps, lr, b1=0.9, b2=0.999, eps=1e-8):
 def wudi(ts, base, *, iter_num:int=300, lr:float=1e-5):
     "WUDI (Cheng et al. 2025): fit the merged update to each task vector's own input subspace by Adam steps, data-free."
     if iter_num < 0 or lr < 0: fail(f"wudi: iter_num ({iter_num}) and lr ({lr}) must be >= 0")
-    tvs = _tvs(ts, base)
-    if base.ndim != 2: return _mean(tvs).add_(base)
+    if base.ndim != 2: return _mean(_tvs(ts, base)).add_(base)
     A = torch.zeros(base.shape[1], base.shape[1], dtype=base.dtype); B = torch.zeros_like(base)
     tau = torch.zeros_like(base)
-    for tv in tvs:
-        tau += tv; n2 = float(tv.double().square().sum())
+    for t in ts:  # one task vector at a time
+        tv = t - base; tau += tv; n2 = float(tv.double().square().sum())
         if n2 == 0: continue
         g = tv.T @ tv / n2; A += g; B += tv @ g
-    _adam(tau, lambda p: 2 * (p @ A - B), iter_num, lr)
+    del tv
+    buf = torch.empty_like(base)  # the gradient 2(τA − B), computed into one buffer at every step
+    _adam(tau, lambda p: torch.matmul(p, A, out=buf).sub_(B).mul_(2), iter_num, lr)
     return tau.add_(base)
