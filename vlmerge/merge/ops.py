@@ -346,7 +346,8 @@ def regmean_solve(Ws:list, # weights (out, in), one per model
     n = Ws[0].shape[1]
     for W, G in zip(Ws, Gs):
         if G.shape != (W.shape[1], W.shape[1]): fail(f"regmean: Gram matrix for '{key}' has shape {tuple(G.shape)}, expected {(W.shape[1], W.shape[1])}")
-    Gs = [G if G.dtype == torch.float64 else G.double() for G in Gs]  # Gram matrices are collected in float64
+    Ws = [W.detach() for W in Ws]  # e.g. a live model's parameters (RegMean++): a solve, not a graph
+    Gs = [G.detach() if G.dtype == torch.float64 else G.detach().double() for G in Gs]  # Gram matrices are collected in float64
     T = torch.zeros(n, n, dtype=torch.float64)
     for G in Gs: T.add_(G)  # Σ G_m; the inputs are never copied whole
     d = T.diagonal().clone()
@@ -370,6 +371,7 @@ def regmean_solve(Ws:list, # weights (out, in), one per model
         out[a:a + r] = Sb
     return out
 
+# %% ../../nbs/04_merge.ops.ipynb #16a00502
 @merge_method('regmean', aux='gram', idempotent=True)
 def regmean(ts, *, aux=None, key='', alpha:float=1.0):
     "RegMean (Jin et al. 2023) for linear weights with Gram matrices; plain mean for everything else."
