@@ -190,6 +190,7 @@ def _step(shape) -> int:
     "Rows per streamed block of a tensor of `shape`."
     return max(1, _ROWS // max(1, math.prod(shape[1:])))
 
+# %% ../../nbs/05_metrics.distance.ipynb #16a00603
 def _plan(src, kmap:dict, base, pairs) -> list:
     "Per shared key: (skey, [(expert, key, base key)], [(a, b) pairs], shape), checked before anything is read."
     if not kmap: fail("the key map is empty: the checkpoint has no per-modality experts to compare")
@@ -212,6 +213,7 @@ def _plan(src, kmap:dict, base, pairs) -> list:
         if prs: plan.append((skey, eks, prs, shape))
     return plan
 
+# %% ../../nbs/05_metrics.distance.ipynb #16a00606
 def _flat(t:torch.Tensor) -> torch.Tensor:
     "A flat CPU float32/float64 copy-free view where possible (other dtypes converted exactly to float32)."
     t = t.detach().reshape(-1).cpu()
@@ -300,6 +302,8 @@ if numba is not None:
             if k > hi: hi = k
         span[0], span[1] = lo, hi
 
+# %% ../../nbs/05_metrics.distance.ipynb #16a00608
+if numba is not None:
     @_jit_sum
     def _nb_above(x, bx, y, by, t_lo, t_hi, acc, wo, co):
         "Pass 2 of a block: TSSD sums of w >= t_hi into `acc`; w, c of t_lo <= w < t_hi into `wo`, `co`; returns how many."
@@ -317,6 +321,7 @@ if numba is not None:
         acc[0] += sn; acc[1] += sd; acc[2] += n
         return m
 
+# %% ../../nbs/05_metrics.distance.ipynb #16a00609
 _tls = threading.local()
 
 def _scratch(n:int) -> tuple:
