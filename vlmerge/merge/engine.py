@@ -296,7 +296,8 @@ def _check_aux(task, where):
         elif sh != task.shape: fail(f"{s.name}: Fisher tensor '{k}' has shape {sh}, expected {task.shape}")
 
 # %% ../../nbs/04b_merge.engine.ipynb #51118918
-_MAPS, _MAP_LOCK, _MAPPED = {}, threading.Lock(), []  # file -> (mmap, data start, header); [(lo, hi)] mapped addresses
+import weakref
+_MAP_LOCK, _MAPPED = threading.Lock(), {}  # {id: (lo, hi)}: the address ranges of the live maps
 
 def _map_file(fn):
     "Map one safetensors file copy-on-write; its header and where its data starts."
@@ -304,17 +305,18 @@ def _map_file(fn):
     with open(fn, 'rb') as f:
         n = struct.unpack('<Q', f.read(8))[0]; hdr = json.loads(f.read(n))
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-    lo = torch.frombuffer(mm, dtype=torch.uint8, count=1).data_ptr(); _MAPPED.append((lo, lo + len(mm)))
+    lo = torch.frombuffer(mm, dtype=torch.uint8, count=1).data_ptr(); _MAPPED[id(mm)] = (lo, lo + len(mm))
+    weakref.finalize(mm, _MAPPED.pop, id(mm), None)  # unmapped once no source or tensor holds it
     return mm, 8 + n, hdr
 
 def _mapped(src, key):
     "Tensor `key` of a checkpoint source as a view of its file's pages (no heap copy), or None where that cannot be."
     r = getattr(src, 'r', None); fn = getattr(r, 'files', {}).get(key)
     if fn is None: return None
-    with _MAP_LOCK:
-        st = os.stat(fn); fk = (str(fn), st.st_ino, st.st_mtime_ns)  # a file replaced since is mapped afresh
-        if fk not in _MAPS: _MAPS[fk] = _map_file(fn)
-    mm, start, hdr = _MAPS[fk]
+    with _MAP_LOCK:  # the maps live as long as the source (one merge), so deleted inputs free their space after it
+        maps = src.__dict__.setdefault('_maps', {})
+        if fn not in maps: maps[fn] = _map_file(fn)
+    mm, start, hdr = maps[fn]
     dt, sh = src.dtype(key), src.shape(key)
     n, off = math.prod(sh), start + hdr[key]['data_offsets'][0]
     size = torch.empty((), dtype=dt).element_size()
@@ -324,7 +326,7 @@ def _mapped(src, key):
 def _is_mapped(t):
     "Whether `t` is a view of a mapped input file (results handed out in memory are copied)."
     p = t.data_ptr()
-    return any(lo <= p < hi for lo, hi in _MAPPED)
+    return any(lo <= p < hi for lo, hi in list(_MAPPED.values()))
 
 def _read(src, key, a, b):
     "Tensor `key` (rows a:b, or all of it when a is None): a mapped view where possible, else a copy."
