@@ -323,6 +323,7 @@ def _mapped(src, key):
     if n == 0 or off % size: return None
     return torch.frombuffer(mm, dtype=dt, count=n, offset=off).view(sh)
 
+# %% ../../nbs/04b_merge.engine.ipynb #16a00010
 def _is_mapped(t):
     "Whether `t` is a view of a mapped input file (results handed out in memory are copied)."
     p = t.data_ptr()

@@ -385,6 +385,24 @@ def _zero(rec:dict) -> dict:
     return dict(rec, n=0, tssd_n=0, **{s: 0. for s in _SUMS if s not in ('n', 'tssd_n')})
 
 # %% ../../nbs/05_metrics.distance.ipynb #828c383c
+def _pass2(src, base, items:list, sels:dict, recs:list, span:list, k:float, io:list):
+    "Cut each selection; stream again only the records whose bins straddle the cut; add the cut bin's share."
+    for s in sels.values(): s.cut(k)
+    for item, ix in items:
+        todo = []
+        for p, i in ix.items():
+            s, (lo, hi) = sels[p], span[i]
+            if s.all or lo > s.bin: recs[i].update(tssd_num=recs[i]['ssd_num'], tssd_den=recs[i]['ssd_den'], tssd_n=recs[i]['n'])
+            elif hi >= s.bin: todo.append(p)
+        for ch in (_chunks(src, base, item, io) if todo else ()):
+            for p in todo:
+                i, acc, (x, bx), (y, by) = ix[p], [0., 0., 0], ch[p[0]], ch[p[1]]
+                w, c = _k2(acc, x, bx, y, by, sels[p].bin)
+                recs[i]['tssd_num'] += acc[0]; recs[i]['tssd_den'] += acc[1]; recs[i]['tssd_n'] += acc[2]
+                if len(w): sels[p].edge.append((w, c, torch.full((len(w),), i)))
+    for s in sels.values(): s.finish(recs)
+
+# %% ../../nbs/05_metrics.distance.ipynb #16a00702
 def distances(src, # experts: a state dict or a `CheckpointReader`
               kmap:dict, # key map {shared_key: {expert: expert_key}}
               base=None, # seed W0 (state dict or reader): compare modality vectors W_m − W0; None: raw weights
@@ -425,23 +443,6 @@ def distances(src, # experts: a state dict or a `CheckpointReader`
     if bad: fail(f"'{bad[0]}': non-finite weights (NaN or inf)")
     _release(src, base)
     return recs
-
-def _pass2(src, base, items:list, sels:dict, recs:list, span:list, k:float, io:list):
-    "Cut each selection; stream again only the records whose bins straddle the cut; add the cut bin's share."
-    for s in sels.values(): s.cut(k)
-    for item, ix in items:
-        todo = []
-        for p, i in ix.items():
-            s, (lo, hi) = sels[p], span[i]
-            if s.all or lo > s.bin: recs[i].update(tssd_num=recs[i]['ssd_num'], tssd_den=recs[i]['ssd_den'], tssd_n=recs[i]['n'])
-            elif hi >= s.bin: todo.append(p)
-        for ch in (_chunks(src, base, item, io) if todo else ()):
-            for p in todo:
-                i, acc, (x, bx), (y, by) = ix[p], [0., 0., 0], ch[p[0]], ch[p[1]]
-                w, c = _k2(acc, x, bx, y, by, sels[p].bin)
-                recs[i]['tssd_num'] += acc[0]; recs[i]['tssd_den'] += acc[1]; recs[i]['tssd_n'] += acc[2]
-                if len(w): sels[p].edge.append((w, c, torch.full((len(w),), i)))
-    for s in sels.values(): s.finish(recs)
 
 # %% ../../nbs/05_metrics.distance.ipynb #c498d2fe
 def summarize(recs:list, # records from `distances`
