@@ -116,6 +116,10 @@ def _top_mask(x, k):
         m.zero_(); m.view(-1)[torch.topk(x.reshape(-1), k).indices] = True
     return m
 
+def _energy(x):
+    "Σ x² in float64, a block at a time (no float64 copy of x)."
+    return math.fsum(float(c.double().square_().sum()) for c in x.reshape(-1).split(_BLOCK))
+
 @merge_method('sce')
 def sce(ts, base, *, select_topk:float=1.0, int8_mask:bool=False):
     "SCE (Wan et al. 2024, FuseChat): top-variance selection, energy weights, sign erase, weighted disjoint mean."
@@ -131,7 +135,7 @@ def sce(ts, base, *, select_topk:float=1.0, int8_mask:bool=False):
         del mu; var.div_(len(ts))
         M = _top_mask(var, int(select_topk * int(torch.count_nonzero(var)))); del var
     sel = (lambda i: tv(i).mul_(M)) if M is not None else tv
-    e = [float(sel(i).double().square().sum()) for i in range(len(ts))]
+    e = [_energy(sel(i)) for i in range(len(ts))]
     eta = [x / sum(e) for x in e] if sum(e) > 0 else [1 / len(e)] * len(e)
     tot = torch.zeros_like(base)
     for i in range(len(ts)): tot.add_(sel(i))
@@ -196,13 +200,14 @@ def multislerp(ts, base=None, *, weight:PerModel[float]=1.0, normalize_weights:b
     return r.add_(base) if base is not None else r
 
 # %% ../../nbs/04d_merge.modern.ipynb #08c9820b
-def _nuslerp(t, a, b, dim, flatten, eps=1e-8):
+def _nuslerp(t, a, b, dim, flatten, eps=1e-8, own=False):
+    "SLERP of a and b at t (flattened, or per row / column); `own`: a is a temporary the result may overwrite."
     shape = a.shape
     if flatten:  # one vector: the angle from three dot products, the result in place of a (no per-entry temporaries)
         na, nb = max(float(a.norm()), 1e-7), max(float(b.norm()), 1e-7)
         th = math.acos(max(-1., min(1., float(torch.dot(a.reshape(-1), b.reshape(-1))) / (na * nb)))); st = math.sin(th)
-        if abs(st) < eps: return a.mul(1 - t).add_(b, alpha=t)
-        return a.mul(math.sin((1 - t) * th) / st).add_(b, alpha=math.sin(t * th) / st)
+        ca, cb = (1 - t, t) if abs(st) < eps else (math.sin((1 - t) * th) / st, math.sin(t * th) / st)
+        return (a.mul_(ca) if own else a.mul(ca)).add_(b, alpha=cb)
     if a.ndim < 2: a, b = a.reshape(1, -1), b.reshape(1, -1)
     elif dim != -1: a, b = a.transpose(dim, -1), b.transpose(dim, -1)
     au = a / a.norm(dim=-1, keepdim=True).clamp(min=1e-7); bu = b / b.norm(dim=-1, keepdim=True).clamp(min=1e-7)
@@ -222,7 +227,7 @@ def nuslerp(ts, base=None, *, weight:PerModel[float]=1.0, nuslerp_flatten:bool=T
     t = 0.5 if abs(s) < 1e-6 else float(weight[1]) / s
     dim = 0 if nuslerp_row_wise else -1
     if base is None: return _nuslerp(t, ts[0], ts[1], dim, nuslerp_flatten)
-    return _nuslerp(t, ts[0] - base, ts[1] - base, dim, nuslerp_flatten).add_(base)
+    return _nuslerp(t, ts[0] - base, ts[1] - base, dim, nuslerp_flatten, own=True).add_(base)
 
 # %% ../../nbs/04d_merge.modern.ipynb #a43d0e7f
 @merge_method('nearswap', idempotent=True, elementwise=True, n_models=((2, 2), (1, 1)))
