@@ -111,40 +111,48 @@ def della_linear(ts, base, *, key='', weight:PerModel[float]=1.0, density:PerMod
 def _top_mask(x, k):
     "Boolean mask of the k largest entries of non-negative x: an exact threshold by histogram, `topk` where ties straddle it."
     if k == 0: return torch.zeros_like(x, dtype=torch.bool)
-    m = x >= _kth_largest(lambda: [x.reshape(-1)], k)
+    m = x >= _kth_largest(lambda: x.reshape(-1).split(_BLOCK), k)
     if int(m.sum()) != k:
         m.zero_(); m.view(-1)[torch.topk(x.reshape(-1), k).indices] = True
     return m
 
-def _energy(x):
-    "Σ x² in float64, a block at a time (no float64 copy of x)."
-    return math.fsum(float(c.double().square_().sum()) for c in x.reshape(-1).split(_BLOCK))
+def _flat_blocks(n): return [slice(a, min(a + _BLOCK, n)) for a in range(0, n, _BLOCK)]
 
+def _sce_var(ts, base):
+    "Per coordinate, the variance of the τ_i over the models, a block at a time (the one whole temporary is the result)."
+    var, b = torch.empty(base.numel()), base.reshape(-1)
+    for sl in _flat_blocks(base.numel()):
+        tvs = [t.reshape(-1)[sl] - b[sl] for t in ts]
+        mu = _mean(tvs); v = torch.zeros_like(mu)
+        for tv in tvs: v.add_(tv.sub_(mu).square_())
+        var[sl] = v.div_(len(ts))
+    return var
+
+# %% ../../nbs/04d_merge.modern.ipynb #16a00208
 @merge_method('sce')
 def sce(ts, base, *, select_topk:float=1.0, int8_mask:bool=False):
     "SCE (Wan et al. 2024, FuseChat): top-variance selection, energy weights, sign erase, weighted disjoint mean."
     if not 0 <= select_topk <= 1: fail(f"sce: select_topk = {select_topk} is outside [0, 1]")
-    tv = lambda i: ts[i] - base  # τ_i made when needed: the heap holds one τ beside the sums
-    M = None
+    b, M = base.reshape(-1), None
     if select_topk < 1:
-        mu = torch.zeros_like(base)
-        for i in range(len(ts)): mu.add_(tv(i))
-        mu.div_(len(ts))
-        var = torch.zeros_like(base)
-        for i in range(len(ts)): var.add_(tv(i).sub_(mu).square_())
-        del mu; var.div_(len(ts))
-        M = _top_mask(var, int(select_topk * int(torch.count_nonzero(var)))); del var
-    sel = (lambda i: tv(i).mul_(M)) if M is not None else tv
-    e = [_energy(sel(i)) for i in range(len(ts))]
+        var = _sce_var(ts, base); M = _top_mask(var, int(select_topk * int(torch.count_nonzero(var)))); del var
+    def tvs(sl):  # the selected τ_i of one block of coordinates
+        return [(t.reshape(-1)[sl] - b[sl]).mul_(M[sl]) if M is not None else t.reshape(-1)[sl] - b[sl] for t in ts]
+    e = [0.] * len(ts)
+    for sl in _flat_blocks(b.numel()):
+        for i, tv in enumerate(tvs(sl)): e[i] += float(tv.double().square_().sum())
     eta = [x / sum(e) for x in e] if sum(e) > 0 else [1 / len(e)] * len(e)
-    tot = torch.zeros_like(base)
-    for i in range(len(ts)): tot.add_(sel(i))
-    s = torch.where(tot >= 0, 1., -1.); del tot
-    mixed, div = torch.zeros_like(base), torch.zeros_like(base)
-    for i, w in enumerate(eta):
-        t = sel(i); m = torch.sign(t) == s
-        mixed.add_(t.mul_(m), alpha=w); div.add_(m.to(div.dtype), alpha=w)
-    return mixed.div_(div.masked_fill_(div == 0, 1.)).add_(base)
+    out = torch.empty_like(base); o = out.view(-1)
+    for sl in _flat_blocks(b.numel()):
+        xs = [tv for tv in tvs(sl)]; tot = torch.zeros_like(xs[0])
+        for tv in xs: tot.add_(tv)
+        s = torch.where(tot >= 0, 1., -1.)
+        mixed, div = torch.zeros_like(tot), torch.zeros_like(tot)
+        for tv, w in zip(xs, eta):
+            m = torch.sign(tv) == s
+            mixed.add_(tv * m, alpha=w); div.add_(m.to(div.dtype), alpha=w)
+        o[sl] = mixed.div_(div.masked_fill_(div == 0, 1.)).add_(b[sl])
+    return out
 
 # %% ../../nbs/04d_merge.modern.ipynb #036fd700
 @merge_method('karcher', idempotent=True)
