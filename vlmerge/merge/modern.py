@@ -187,25 +187,33 @@ def karcher(ts, *, max_iter:int=10, tol:float=1e-5):
 def multislerp(ts, base=None, *, weight:PerModel[float]=1.0, normalize_weights:bool=True, eps:float=1e-8):
     "Multi-SLERP (mergekit `multislerp`): weighted mean on the hypersphere through the tangent space at the mean direction."
     if len(ts) == 1: return ts[0].clone()
-    x = (lambda i: ts[i] - base) if base is not None else (lambda i: ts[i])  # x_i made when needed: one at a time on the heap
+    fb, bl = base.reshape(-1) if base is not None else None, _flat_blocks(ts[0].numel())
+    x = lambda i, sl: ts[i].reshape(-1)[sl] - fb[sl] if fb is not None else ts[i].reshape(-1)[sl]  # blocks of x_i, made when needed
     w = [float(a) for a in weight]
     if normalize_weights: w = [a / math.fsum(w) for a in w]
-    norms = [float(x(i).norm()) for i in range(len(ts))]
-    mu = torch.zeros_like(ts[0])
-    for i, wi in enumerate(w): mu.add_(x(i), alpha=wi / (norms[i] + eps))  # Σ w_i u_i, u_i = x_i / (|x_i| + ε)
+    norms = [math.sqrt(math.fsum(float(x(i, sl).double().square_().sum()) for sl in bl)) for i in range(len(ts))]
+    c = [wi / (n + eps) for wi, n in zip(w, norms)]  # u_i = x_i / (|x_i| + ε), weighted
+    mu = torch.zeros(ts[0].numel())
+    for sl in bl:
+        for i in range(len(ts)): mu[sl].add_(x(i, sl), alpha=c[i])
     mn = float(mu.norm())
     if mn < eps:
         if len(ts) != 2: fail("multislerp: the weighted unit tensors cancel out (antipodal inputs); change the weights")
-        r = x(0) * w[0] + x(1) * w[1]
+        r = (x(0, slice(None)) * w[0] + x(1, slice(None)) * w[1]).view(ts[0].shape)
         return r + base if base is not None else r
     mu.div_(mn)
-    v, m = torch.zeros_like(mu), mu.reshape(-1)
-    for i, wi in enumerate(w):
-        xi = x(i); c = wi / (norms[i] + eps)
-        v.add_(xi, alpha=c).add_(mu, alpha=-c * float(torch.dot(xi.reshape(-1), m)))  # w_i (u_i − (u_i·μ) μ)
-    vn = float(v.norm()) + eps
-    r = mu.mul_(math.cos(vn)).add_(v, alpha=math.sin(vn) / vn).mul_(sum(n * wi for n, wi in zip(norms, w)))
-    return r.add_(base) if base is not None else r
+    dots = [math.fsum(float(torch.dot(x(i, sl), mu[sl])) for sl in bl) for i in range(len(ts))]
+    cm = -math.fsum(ci * d for ci, d in zip(c, dots))  # v = Σ w_i (u_i − (u_i·μ) μ) = Σ c_i x_i + cm μ
+    def v(sl):
+        out = mu[sl] * cm
+        for i in range(len(ts)): out.add_(x(i, sl), alpha=c[i])
+        return out
+    vn = math.sqrt(math.fsum(float(v(sl).double().square_().sum()) for sl in bl)) + eps
+    scale = sum(n * wi for n, wi in zip(norms, w))
+    for sl in bl:  # μ cos|v| + v sin|v| / |v|, scaled, written over μ block by block
+        r = mu[sl].mul(math.cos(vn)).add_(v(sl), alpha=math.sin(vn) / vn).mul_(scale)
+        mu[sl] = r.add_(fb[sl]) if fb is not None else r
+    return mu.view(ts[0].shape)
 
 # %% ../../nbs/04d_merge.modern.ipynb #08c9820b
 def _nuslerp(t, a, b, dim, flatten, eps=1e-8, own=False):
