@@ -399,11 +399,11 @@ def regmean_plusplus(ts, *, aux=None, key='', reduce_non_diagonal_ratio:float=1.
 # %% ../../nbs/04d_merge.modern.ipynb #421b12d2
 def _adam(p, grad, steps, lr, b1=0.9, b2=0.999, eps=1e-8):
     "Run `steps` Adam updates on tensor `p` in place; `grad(p)` returns the gradient."
-    m, v = torch.zeros_like(p), torch.zeros_like(p)
+    m, v, den = torch.zeros_like(p), torch.zeros_like(p), torch.empty_like(p)
     for k in range(1, steps + 1):
         g = grad(p)
         m.mul_(b1).add_(g, alpha=1 - b1); v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        den = (v.sqrt() / math.sqrt(1 - b2 ** k)).add_(eps)
+        torch.sqrt(v, out=den).div_(math.sqrt(1 - b2 ** k)).add_(eps)
         p.addcdiv_(m, den, value=-lr / (1 - b1 ** k))
     return p
 
@@ -412,13 +412,18 @@ def wudi(ts, base, *, iter_num:int=300, lr:float=1e-5):
     "WUDI (Cheng et al. 2025): fit the merged update to each task vector's own input subspace by Adam steps, data-free."
     if iter_num < 0 or lr < 0: fail(f"wudi: iter_num ({iter_num}) and lr ({lr}) must be >= 0")
     if base.ndim != 2: return _mean(_tvs(ts, base)).add_(base)
-    A = torch.zeros(base.shape[1], base.shape[1], dtype=base.dtype); B = torch.zeros_like(base)
-    tau = torch.zeros_like(base)
-    for t in ts:  # one task vector at a time
-        tv = t - base; tau += tv; n2 = float(tv.double().square().sum())
-        if n2 == 0: continue
-        g = tv.T @ tv / n2; A += g; B += tv @ g
-    del tv
-    buf = torch.empty_like(base)  # the gradient 2(τA − B), computed into one buffer at every step
-    _adam(tau, lambda p: torch.matmul(p, A, out=buf).sub_(B).mul_(2), iter_num, lr)
-    return tau.add_(base)
+    bl = _row_blocks(base)  # the loss is a sum over rows, Adam is coordinate-wise: each block of rows is fitted on its own
+    gs = []  # g_i = τ_iᵀτ_i / |τ_i|², from blocks of rows
+    for t in ts:
+        g, n2 = torch.zeros(base.shape[1], base.shape[1], dtype=base.dtype), 0.
+        for sl in bl: tv = t[sl] - base[sl]; g += tv.T @ tv; n2 += float(tv.double().square_().sum())
+        if n2: gs.append((t, g.div_(n2)))
+    A = sum(g for _, g in gs) if gs else torch.zeros(base.shape[1], base.shape[1], dtype=base.dtype)
+    out = torch.empty_like(base)
+    for sl in bl:
+        tau, B = torch.zeros_like(base[sl]), torch.zeros_like(base[sl])  # Σ τ_i over this block, and B
+        for t in ts: tau += t[sl] - base[sl]
+        for t, g in gs: B += (t[sl] - base[sl]) @ g
+        buf = torch.empty_like(tau)  # the gradient 2(τA − B), in one buffer at every step
+        out[sl] = _adam(tau, lambda p: torch.matmul(p, A, out=buf).sub_(B).mul_(2), iter_num, lr).add_(base[sl])
+    return out
