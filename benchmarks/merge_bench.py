@@ -1,14 +1,17 @@
 """Benchmark of `vlmerge merge` (not a test): three fine-tuned fp32 models plus a base, merged with linear, task
-arithmetic, TIES (per-tensor and whole-model trimming), DARE and RegMean, each in a fresh process.
+arithmetic, TIES (per-tensor and whole-model trimming), DARE and RegMean, and with the 2024–2025 methods of
+`vlmerge.merge.modern` (`--methods modern`: DELLA, SCE, Karcher, multi-SLERP, NuSLERP, nearswap, MagMax, TSV-M, Iso-C,
+Iso-CTS, WUDI, RegMean++), each in a fresh process.
 
-    .venv/bin/python benchmarks/merge_bench.py [--size 110M|551M] [--dir benchmarks/out] [--threads 2] [--methods linear,ties] [--clean]
+    .venv/bin/python benchmarks/merge_bench.py [--size 110M|551M] [--dir benchmarks/out] [--threads 2] [--methods linear,ties,modern] [--unmap-freed] [--clean]
 
 Prints, per method: wall time from process start to the end of the merge, the part of it spent after `import torch`, peak
 resident anonymous memory (RssAnon, sampled every 2 ms), absolute and above the baseline of a process that has only
-imported torch, and a digest of the merged tensors (equal digests: bitwise equal results, e.g. before and after a change,
+imported torch, the largest tensor's size for scale, and a digest of the merged tensors (equal digests: bitwise equal results, e.g. before and after a change,
 with PYTHONPATH pointing at either). The models (BERT-base shapes: 110M parameters, 440 MB each; or 551M: width 1024,
 41 layers, MLP 4096, vocabulary 32128, 2.2 GB each) and the RegMean Gram matrices are generated once under
---dir/SIZE (about 5 GB for 110M, 29 GB for 551M) and reused; --clean deletes them (and the merged outputs) at the end."""
+--dir/SIZE (about 5 GB for 110M, 29 GB for 551M) and reused; --clean deletes them (and the merged outputs) at the end.
+--unmap-freed runs the merges with VLMERGE_UNMAP_FREED=1 (glibc unmaps freed blocks of 1 MiB or more; see merge.engine)."""
 import argparse, json, os, shutil, subprocess, sys, threading, time
 from pathlib import Path
 
@@ -142,6 +145,11 @@ def digest(out):
     return h.hexdigest()[:16]
 
 
+def torch_numel(shape):
+    import math
+    return math.prod(shape)
+
+
 def torch_u8():
     import torch
     return torch.uint8
@@ -162,12 +170,16 @@ def main():
     ap.add_argument('--size', choices=sorted(SIZES), default='110M')
     ap.add_argument('--clean', action='store_true', help='delete the generated models and merged outputs at the end')
     ap.add_argument('--repeat', type=int, default=1, help='runs per method (the fastest is reported)')
+    ap.add_argument('--unmap-freed', action='store_true', help='merge with VLMERGE_UNMAP_FREED=1 (process-wide glibc setting)')
     a = ap.parse_args()
     d = Path(a.dir)/a.size; d.mkdir(parents=True, exist_ok=True)
     t = time.time(); n = generate(d, a.size); print(f"models ready under {d} ({n/1e6:.1f}M parameters each, {time.time()-t:.0f} s)")
     py = sys.executable
     b = json.loads(subprocess.run([py, __file__, '_baseline'], capture_output=True, text=True, check=True).stdout)['peak']
-    print(f"baseline (only `import torch`): RssAnon peak {b/2**20:.0f} MiB; {os.cpu_count()} cores, {a.threads} merge threads")
+    big = max(torch_numel(s) for s in shapes(**SIZES[a.size]).values()) * 4
+    print(f"baseline (only `import torch`): RssAnon peak {b/2**20:.0f} MiB; {os.cpu_count()} cores, {a.threads} merge threads; "
+          f"largest tensor {big/2**20:.0f} MiB (fp32); VLMERGE_UNMAP_FREED={'1' if a.unmap_freed else 'unset'}")
+    env = {k: v for k, v in os.environ.items() if k != 'VLMERGE_UNMAP_FREED'} | ({'VLMERGE_UNMAP_FREED': '1'} if a.unmap_freed else {})
     print(f"{'method':18s}{'wall s':>9s}{'after import s':>16s}{'peak RssAnon MiB':>18s}{'above baseline MiB':>20s}  digest")
     import yaml
     chosen = [x for w in a.methods.split(',') for x in (MODERN if w == 'modern' else (w,))]
@@ -177,7 +189,7 @@ def main():
         best = None
         for _ in range(a.repeat):
             t = time.time()
-            r = subprocess.run([py, __file__, '_child', m, str(cp), str(d/f'merged_{m}'), str(a.threads)], capture_output=True, text=True)
+            r = subprocess.run([py, __file__, '_child', m, str(cp), str(d/f'merged_{m}'), str(a.threads)], capture_output=True, text=True, env=env)
             if r.returncode: print(r.stderr); sys.exit(r.returncode)
             res = json.loads(r.stdout.strip().splitlines()[-1])
             res['wall'] = res['end'] - t  # the digest, computed after, is not timed

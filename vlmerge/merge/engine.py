@@ -213,10 +213,50 @@ def _check_aux(task, where):
         if sh != want: fail(f"{s.name}: {st.what} '{k}' has shape {sh}, expected {want or 'none (not a matrix)'} for '{task.key}'")
 
 # %% ../../nbs/04b_merge.engine.ipynb #51118918
+import weakref
+_MAP_LOCK, _MAPPED = threading.Lock(), {}  # {id: (lo, hi)}: the address ranges of the live maps
+
+def _map_file(fn):
+    "Map one safetensors file copy-on-write; its header and where its data starts."
+    import mmap
+    with open(fn, 'rb') as f:
+        n = struct.unpack('<Q', f.read(8))[0]; hdr = json.loads(f.read(n))
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    lo = torch.frombuffer(mm, dtype=torch.uint8, count=1).data_ptr(); _MAPPED[id(mm)] = (lo, lo + len(mm))
+    weakref.finalize(mm, _MAPPED.pop, id(mm), None)  # unmapped once no source or tensor holds it
+    return mm, 8 + n, hdr
+
+def _mapped(src, key):
+    "Tensor `key` of a checkpoint source as a view of its file's pages (no heap copy), or None where that cannot be."
+    r = getattr(src, 'r', None); fn = getattr(r, 'files', {}).get(key)
+    if fn is None: return None
+    with _MAP_LOCK:  # the maps live as long as the source (one merge), so deleted inputs free their space after it
+        maps = src.__dict__.setdefault('_maps', {})
+        if fn not in maps: maps[fn] = _map_file(fn)
+    mm, start, hdr = maps[fn]
+    dt, sh = src.dtype(key), src.shape(key)
+    n, off = math.prod(sh), start + hdr[key]['data_offsets'][0]
+    size = torch.empty((), dtype=dt).element_size()
+    if n == 0 or off % size: return None
+    return torch.frombuffer(mm, dtype=dt, count=n, offset=off).view(sh)
+
+# %% ../../nbs/04b_merge.engine.ipynb #16a00010
+def _is_mapped(t):
+    "Whether `t` is a view of a mapped input file (results handed out in memory are copied)."
+    p = t.data_ptr()
+    return any(lo <= p < hi for lo, hi in list(_MAPPED.values()))
+
+def _read(src, key, a, b):
+    "Tensor `key` (rows a:b, or all of it when a is None): a mapped view where possible, else a copy."
+    t = _mapped(src, key)
+    if t is None: return src.get(key) if a is None else src.rows(key, a, b)
+    return t if a is None or t.ndim == 0 else t[a:b]
+
 def _finite(t, what):
     if t.is_floating_point() and t.numel() and not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
         fail(f"{what} contains NaN or Inf")
 
+# %% ../../nbs/04b_merge.engine.ipynb #16a00003
 def _elementwise(task):
     if task.thresholds is not None: return True  # trimming thresholds known: the rest is coordinate-wise
     e = task.method.elementwise if task.method else True
@@ -228,9 +268,6 @@ def _chunks(task):
     if len(sh) == 0 or math.prod(sh) <= CHUNK_NUMEL or not _elementwise(task): return [(None, None)]
     row = max(1, math.prod(sh[1:])); step = max(1, CHUNK_NUMEL // row)
     return [(a, min(a + step, sh[0])) for a in range(0, sh[0], step)]
-
-def _read(src, key, a, b):
-    return src.get(key) if a is None else src.rows(key, a, b)
 
 def _do(task, a, b):
     "Compute one work item; return (elem_offset, tensor)."
@@ -252,6 +289,7 @@ def _do(task, a, b):
     _finite(r, f"the merged '{task.key}'")
     return off, r
 
+# %% ../../nbs/04b_merge.engine.ipynb #16a00004
 def _tau_chunks(t, i):
     "A function returning model i's task-vector chunks for task t (float32)."
     def chunks():
@@ -287,31 +325,44 @@ def _thresholds(tasks, threads):
         thr = math.inf if k == 0 else (0.0 if k >= total else kth_largest_abs(chunks, k))
         for t in ts: t.thresholds = (t.thresholds or [None] * n); t.thresholds[i] = thr
 
-def _unmap_freed():
-    "Have glibc map each block of 1 MiB or more on its own (M_MMAP_THRESHOLD): freed blocks go back to the system at once."
-    try: import ctypes; ctypes.CDLL('libc.so.6').mallopt(-3, 1 << 20)
-    except (OSError, AttributeError): pass  # not glibc: nothing to do
+# %% ../../nbs/04b_merge.engine.ipynb #16a00006
+def _libc():
+    try: import ctypes; return ctypes.CDLL('libc.so.6')
+    except (OSError, AttributeError): return None  # not glibc: nothing to do
 
+def _unmap_freed():
+    "Opt-in (process-wide, permanent): glibc maps each block of 1 MiB or more on its own, so freed blocks go back at once."
+    if (c := _libc()) is not None: c.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+
+def _trim():
+    "Return glibc's free pages to the system once (no setting changes)."
+    if (c := _libc()) is not None: c.malloc_trim(0)
+
+def _is_big(task, a):
+    "A whole-tensor item bigger than a chunk, or a Gram solve: these run one at a time."
+    return task.method is not None and a is None and (math.prod(task.shape) > CHUNK_NUMEL or (task.aux is not None and STATISTICS[task.method.aux].serial))
+
+# %% ../../nbs/04b_merge.engine.ipynb #16a00008
 def run_tasks(tasks:list, # the plan
               write:Callable, # write(key, tensor, elem_offset)
               threads:int|None=None, # worker threads (default: up to 4, one per core)
-              progress:bool=False # show a progress bar
+              progress:bool=False, # show a progress bar
+              unmap_freed:bool|None=None # glibc: unmap freed blocks of 1 MiB+ (process-wide); None: env VLMERGE_UNMAP_FREED=1
              ):
-    "Run every task (row chunks of elementwise ones in parallel) and hand results to `write`."
+    "Run every task (row chunks of elementwise ones in parallel, big whole-tensor items one at a time) and hand results to `write`."
     threads = threads or max(1, min(4, os.cpu_count() or 1))
-    _unmap_freed()
+    if unmap_freed if unmap_freed is not None else os.environ.get('VLMERGE_UNMAP_FREED', '') not in ('', '0'): _unmap_freed()
     _thresholds(tasks, threads)
     items = [(t, a, b) for t in tasks for a, b in _chunks(t)]
-    total = sum(math.prod(t.shape) * 4 for t in tasks)
     from tqdm.auto import tqdm
-    bar = tqdm(total=total, unit='B', unit_scale=True, desc='merging', disable=None if progress else True, leave=False)
+    bar = tqdm(total=sum(math.prod(t.shape) * 4 for t in tasks), unit='B', unit_scale=True, desc='merging', disable=None if progress else True, leave=False)
     nt = torch.get_num_threads()
     if threads > 1: torch.set_num_threads(max(1, nt // threads))
-    from contextlib import nullcontext
-    gram = threading.Semaphore(1)  # one Gram-matrix solve at a time: each holds several (in, in) float64 matrices
     def work(it):
         t, a, b = it
-        with gram if t.aux is not None and STATISTICS[t.method.aux].serial else nullcontext(): off, r = _do(t, a, b)
+        if not _is_big(t, a): off, r = _do(t, a, b)
+        else:
+            with _BIG: off, r = _do(t, a, b); write(t.key, r, off); n = r.numel() * 4; del r; _trim(); return n
         write(t.key, r, off)
         return r.numel() * 4
     pending = set()
@@ -329,6 +380,8 @@ def run_tasks(tasks:list, # the plan
     finally:
         torch.set_num_threads(nt); bar.close()
 
+_BIG = threading.Semaphore(1)
+
 # %% ../../nbs/04b_merge.engine.ipynb #fadc5081
 def _execute(tasks, out, threads, progress, max_shard_bytes, metadata, files, dry_run=False):
     if dry_run: return tasks
@@ -336,7 +389,7 @@ def _execute(tasks, out, threads, progress, max_shard_bytes, metadata, files, dr
         res = {}
         def write(k, r, off):
             t = by[k]
-            if off == 0 and tuple(r.shape) == tuple(t.shape): res[k] = r
+            if off == 0 and tuple(r.shape) == tuple(t.shape): res[k] = r.clone() if _is_mapped(r) else r  # never a view of an input file
             else:
                 if k not in res:
                     with lock:

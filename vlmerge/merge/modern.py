@@ -8,13 +8,15 @@ import math
 from typing import Literal
 import torch
 from ..core import fail
-from .ops import merge_method, PerModel, elect_sign, regmean_solve, seed_of
+from .ops import merge_method, PerModel, elect_sign, regmean_solve, seed_of, _kth_largest
 
 # %% auto #0
 __all__ = ['della_probs', 'della_prune', 'della', 'della_linear', 'sce', 'karcher', 'multislerp', 'nuslerp', 'nearswap', 'magmax',
            'tsv', 'iso_c', 'iso_cts', 'regmean_plusplus', 'wudi']
 
 # %% ../../nbs/04d_merge.modern.ipynb #409376cf
+_BLOCK = 1 << 20  # elements per row block of the kernels that stream rows (4 MiB of float32)
+
 def _tvs(ts, base):
     "Task vectors τ_i = W_i − W0 (new tensors)."
     return [t - base for t in ts]
@@ -28,6 +30,12 @@ def _mean(xs):
 def _rows(x):
     "A 2-D view: vectors stay one row, matrices keep their rows, higher ranks flatten the trailing dims."
     return x.reshape(1, -1) if x.ndim < 2 else x.reshape(x.shape[0], -1)
+
+def _row_blocks(x):
+    "Slices of whole rows (dim 0) of about `_BLOCK` elements; the whole (`...`) for scalars and vectors."
+    if x.ndim < 2: return [...]
+    step = max(1, _BLOCK // max(1, x[0].numel()))
+    return [slice(a, min(a + step, x.shape[0])) for a in range(0, x.shape[0], step)]
 
 # %% ../../nbs/04d_merge.modern.ipynb #845294c5
 def della_probs(tv:torch.Tensor, # a task vector
@@ -46,7 +54,8 @@ def della_prune(tv:torch.Tensor, # a task vector
                 density:float, # d
                 epsilon:float, # ε
                 rescale:bool, # divide kept entries by their keep probability
-                seed # hashed into the generator's seed
+                seed, # hashed into the generator's seed
+                gen:torch.Generator|None=None # draw from this generator instead (row blocks continue its stream)
                ) -> torch.Tensor:
     "MagPrune: keep each entry with its `della_probs` probability (and rescale by 1/p); a new tensor."
     if density >= 1: return tv.clone()
@@ -54,16 +63,15 @@ def della_prune(tv:torch.Tensor, # a task vector
     if density - epsilon <= 0 or density + epsilon >= 1:
         fail(f"della: epsilon {epsilon} must keep density ± epsilon inside (0, 1) (density {density})")
     p = della_probs(tv, density, epsilon)
-    g = torch.Generator().manual_seed(seed_of(seed))
+    g = gen if gen is not None else torch.Generator().manual_seed(seed_of(seed))
     keep = torch.rand(tv.shape, generator=g) < p
     out = tv * keep
     return out.div_(p) if rescale else out
 
 # %% ../../nbs/04d_merge.modern.ipynb #84e71325
-def _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale, seed, consensus):
-    "Prune each τ_i with MagPrune, weight it, optionally elect signs, (normalised) sum, scale by λ."
-    tvs = [della_prune(t - base, d, e, rescale, (seed, key, i)).mul_(w)
-           for i, (t, w, d, e) in enumerate(zip(ts, weight, density, epsilon))]
+def _della_block(ts, base, gens, weight, density, epsilon, lambda_, normalize, rescale, consensus):
+    "DELLA on whole rows of the tensors (MagPrune ranks within rows, so blocks of rows are independent)."
+    tvs = [della_prune(t - base, d, e, rescale, None, g).mul_(w) for t, g, w, d, e in zip(ts, gens, weight, density, epsilon)]
     if consensus:
         s = elect_sign(tvs, 'sum', 'positive')
         mixed, div = torch.zeros_like(base), torch.zeros_like(base)
@@ -79,6 +87,14 @@ def _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale,
             mixed.div_(sw if abs(sw) >= 1e-8 else 1.)
     return mixed.mul_(lambda_).add_(base)
 
+def _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale, seed, consensus):
+    "Prune each τ_i with MagPrune, weight it, optionally elect signs, (normalised) sum, scale by λ; in blocks of rows."
+    gens = [torch.Generator().manual_seed(seed_of((seed, key, i))) for i in range(len(ts))]  # one stream per model across blocks
+    out = torch.empty_like(base)
+    for sl in _row_blocks(base):
+        out[sl] = _della_block([t[sl] for t in ts], base[sl], gens, weight, density, epsilon, lambda_, normalize, rescale, consensus)
+    return out
+
 @merge_method('della', ranges={'density': (0., 1.), 'epsilon': (0., 1.)})
 def della(ts, base, *, key='', weight:PerModel[float]=1.0, density:PerModel[float]=1.0, epsilon:PerModel[float]=0.15,
           lambda_:float=1.0, normalize:bool=True, rescale:bool=True, seed:int=0, int8_mask:bool=False):
@@ -92,28 +108,51 @@ def della_linear(ts, base, *, key='', weight:PerModel[float]=1.0, density:PerMod
     return _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale, seed, False)
 
 # %% ../../nbs/04d_merge.modern.ipynb #3a61902b
+def _top_mask(x, k):
+    "Boolean mask of the k largest entries of non-negative x: an exact threshold by histogram, `topk` where ties straddle it."
+    if k == 0: return torch.zeros_like(x, dtype=torch.bool)
+    m = x >= _kth_largest(lambda: x.reshape(-1).split(_BLOCK), k)
+    if int(m.sum()) != k:
+        m.zero_(); m.view(-1)[torch.topk(x.reshape(-1), k).indices] = True
+    return m
+
+def _flat_blocks(n): return [slice(a, min(a + _BLOCK, n)) for a in range(0, n, _BLOCK)]
+
+def _sce_var(ts, base):
+    "Per coordinate, the variance of the τ_i over the models, a block at a time (the one whole temporary is the result)."
+    var, b = torch.empty(base.numel()), base.reshape(-1)
+    for sl in _flat_blocks(base.numel()):
+        tvs = [t.reshape(-1)[sl] - b[sl] for t in ts]
+        mu = _mean(tvs); v = torch.zeros_like(mu)
+        for tv in tvs: v.add_(tv.sub_(mu).square_())
+        var[sl] = v.div_(len(ts))
+    return var
+
+# %% ../../nbs/04d_merge.modern.ipynb #16a00208
 @merge_method('sce', ranges={'select_topk': (0., 1.)})
 def sce(ts, base, *, select_topk:float=1.0, int8_mask:bool=False):
     "SCE (Wan et al. 2024, FuseChat): top-variance selection, energy weights, sign erase, weighted disjoint mean."
     if not 0 <= select_topk <= 1: fail(f"sce: select_topk = {select_topk} is outside [0, 1]")
-    tvs = _tvs(ts, base)
+    b, M = base.reshape(-1), None
     if select_topk < 1:
-        mu = _mean(tvs); var = torch.zeros_like(base)
-        for tv in tvs: var.add_((tv - mu).square_())
-        var.div_(len(tvs)); k = int(select_topk * int(torch.count_nonzero(var)))
-        M = torch.zeros(var.numel(), dtype=torch.bool)
-        if k: M[torch.topk(var.reshape(-1), k).indices] = True
-        for tv in tvs: tv.mul_(M.reshape(var.shape))
-    e = [float(tv.double().square().sum()) for tv in tvs]
+        var = _sce_var(ts, base); M = _top_mask(var, int(select_topk * int(torch.count_nonzero(var)))); del var
+    def tvs(sl):  # the selected τ_i of one block of coordinates
+        return [(t.reshape(-1)[sl] - b[sl]).mul_(M[sl]) if M is not None else t.reshape(-1)[sl] - b[sl] for t in ts]
+    e = [0.] * len(ts)
+    for sl in _flat_blocks(b.numel()):
+        for i, tv in enumerate(tvs(sl)): e[i] += float(tv.double().square_().sum())
     eta = [x / sum(e) for x in e] if sum(e) > 0 else [1 / len(e)] * len(e)
-    tot = torch.zeros_like(base)
-    for tv in tvs: tot.add_(tv)
-    s = torch.where(tot >= 0, 1., -1.)
-    mixed, div = torch.zeros_like(base), torch.zeros_like(base)
-    for tv, w in zip(tvs, eta):
-        m = torch.sign(tv) == s
-        mixed.add_(tv * m, alpha=w); div.add_(m.to(div.dtype), alpha=w)
-    return mixed.div_(div.masked_fill_(div == 0, 1.)).add_(base)
+    out = torch.empty_like(base); o = out.view(-1)
+    for sl in _flat_blocks(b.numel()):
+        xs = [tv for tv in tvs(sl)]; tot = torch.zeros_like(xs[0])
+        for tv in xs: tot.add_(tv)
+        s = torch.where(tot >= 0, 1., -1.)
+        mixed, div = torch.zeros_like(tot), torch.zeros_like(tot)
+        for tv, w in zip(xs, eta):
+            m = torch.sign(tv) == s
+            mixed.add_(tv * m, alpha=w); div.add_(m.to(div.dtype), alpha=w)
+        o[sl] = mixed.div_(div.masked_fill_(div == 0, 1.)).add_(b[sl])
+    return out
 
 # %% ../../nbs/04d_merge.modern.ipynb #036fd700
 @merge_method('karcher', idempotent=True, ranges={'max_iter': (1, math.inf), 'tol': (0., math.inf)})
@@ -122,17 +161,21 @@ def karcher(ts, *, max_iter:int=10, tol:float=1e-5):
     if len(ts) == 1: return ts[0].clone()
     al = 1 / len(ts)
     norms = [float(t.norm()) for t in ts]
-    us = [t / n for t, n in zip(ts, norms) if n > tol]
-    if not us: return torch.zeros_like(ts[0])
-    mu = _mean(us); mn = float(mu.norm())
-    mu = us[0].clone() if mn < tol else mu.div_(mn)
+    xs = [(t, n) for t, n in zip(ts, norms) if n > tol]  # u = t / n, never materialised: the heap holds μ and v only
+    if not xs: return torch.zeros_like(ts[0])
+    mu = torch.zeros_like(ts[0])
+    for t, n in xs: mu.add_(t, alpha=1 / n)
+    mu.div_(len(xs)); mn = float(mu.norm())
+    mu = xs[0][0] / xs[0][1] if mn < tol else mu.div_(mn)
+    v = torch.empty_like(mu)
     for _ in range(max_iter):
-        v = torch.zeros_like(mu)
-        for u in us:
-            c = max(-1., min(1., float(torch.dot(mu.reshape(-1), u.reshape(-1)))))
+        v.zero_()
+        for t, n in xs:
+            c = max(-1., min(1., float(torch.dot(mu.reshape(-1), t.reshape(-1))) / n))
             th = math.acos(c)
             if th < tol: continue
-            v.add_(u - c * mu, alpha=th / math.sin(th) / len(us))
+            f = th / math.sin(th) / len(xs)
+            v.add_(t, alpha=f / n).add_(mu, alpha=-f * c)  # f (u − c μ)
         vn = float(v.norm())
         if vn < tol: break
         mu = mu.mul_(math.cos(vn)).add_(v, alpha=math.sin(vn) / vn)
@@ -144,38 +187,51 @@ def karcher(ts, *, max_iter:int=10, tol:float=1e-5):
 def multislerp(ts, base=None, *, weight:PerModel[float]=1.0, normalize_weights:bool=True, eps:float=1e-8):
     "Multi-SLERP (mergekit `multislerp`): weighted mean on the hypersphere through the tangent space at the mean direction."
     if len(ts) == 1: return ts[0].clone()
-    xs = _tvs(ts, base) if base is not None else list(ts)
-    w = [float(x) for x in weight]
-    if normalize_weights: w = [x / math.fsum(w) for x in w]
-    norms = [float(x.norm()) for x in xs]
-    us = [x / (n + eps) for x, n in zip(xs, norms)]
-    mu = torch.zeros_like(xs[0])
-    for u, wi in zip(us, w): mu.add_(u, alpha=wi)
+    fb, bl = base.reshape(-1) if base is not None else None, _flat_blocks(ts[0].numel())
+    x = lambda i, sl: ts[i].reshape(-1)[sl] - fb[sl] if fb is not None else ts[i].reshape(-1)[sl]  # blocks of x_i, made when needed
+    w = [float(a) for a in weight]
+    if normalize_weights: w = [a / math.fsum(w) for a in w]
+    norms = [math.sqrt(math.fsum(float(x(i, sl).double().square_().sum()) for sl in bl)) for i in range(len(ts))]
+    c = [wi / (n + eps) for wi, n in zip(w, norms)]  # u_i = x_i / (|x_i| + ε), weighted
+    mu = torch.zeros(ts[0].numel())
+    for sl in bl:
+        for i in range(len(ts)): mu[sl].add_(x(i, sl), alpha=c[i])
     mn = float(mu.norm())
     if mn < eps:
-        if len(xs) != 2: fail("multislerp: the weighted unit tensors cancel out (antipodal inputs); change the weights")
-        r = xs[0] * w[0] + xs[1] * w[1]
+        if len(ts) != 2: fail("multislerp: the weighted unit tensors cancel out (antipodal inputs); change the weights")
+        r = (x(0, slice(None)) * w[0] + x(1, slice(None)) * w[1]).view(ts[0].shape)
         return r + base if base is not None else r
     mu.div_(mn)
-    v = torch.zeros_like(mu)
-    for u, wi in zip(us, w): v.add_(u - float(torch.dot(u.reshape(-1), mu.reshape(-1))) * mu, alpha=wi)
-    vn = float(v.norm()) + eps
-    r = mu.mul_(math.cos(vn)).add_(v, alpha=math.sin(vn) / vn).mul_(sum(n * wi for n, wi in zip(norms, w)))
-    return r.add_(base) if base is not None else r
+    dots = [math.fsum(float(torch.dot(x(i, sl), mu[sl])) for sl in bl) for i in range(len(ts))]
+    cm = -math.fsum(ci * d for ci, d in zip(c, dots))  # v = Σ w_i (u_i − (u_i·μ) μ) = Σ c_i x_i + cm μ
+    def v(sl):
+        out = mu[sl] * cm
+        for i in range(len(ts)): out.add_(x(i, sl), alpha=c[i])
+        return out
+    vn = math.sqrt(math.fsum(float(v(sl).double().square_().sum()) for sl in bl)) + eps
+    scale = sum(n * wi for n, wi in zip(norms, w))
+    for sl in bl:  # μ cos|v| + v sin|v| / |v|, scaled, written over μ block by block
+        r = mu[sl].mul(math.cos(vn)).add_(v(sl), alpha=math.sin(vn) / vn).mul_(scale)
+        mu[sl] = r.add_(fb[sl]) if fb is not None else r
+    return mu.view(ts[0].shape)
 
 # %% ../../nbs/04d_merge.modern.ipynb #08c9820b
-def _nuslerp(t, a, b, dim, flatten, eps=1e-8):
+def _nuslerp(t, a, b, dim, flatten, eps=1e-8, own=False):
+    "SLERP of a and b at t (flattened, or per row / column); `own`: a is a temporary the result may overwrite."
     shape = a.shape
-    if flatten: a, b = a.reshape(1, -1), b.reshape(1, -1)
-    else:
-        if a.ndim < 2: a, b = a.reshape(1, -1), b.reshape(1, -1)
-        elif dim != -1: a, b = a.transpose(dim, -1), b.transpose(dim, -1)
+    if flatten:  # one vector: the angle from three dot products, the result in place of a (no per-entry temporaries)
+        na, nb = max(float(a.norm()), 1e-7), max(float(b.norm()), 1e-7)
+        th = math.acos(max(-1., min(1., float(torch.dot(a.reshape(-1), b.reshape(-1))) / (na * nb)))); st = math.sin(th)
+        ca, cb = (1 - t, t) if abs(st) < eps else (math.sin((1 - t) * th) / st, math.sin(t * th) / st)
+        return (a.mul_(ca) if own else a.mul(ca)).add_(b, alpha=cb)
+    if a.ndim < 2: a, b = a.reshape(1, -1), b.reshape(1, -1)
+    elif dim != -1: a, b = a.transpose(dim, -1), b.transpose(dim, -1)
     au = a / a.norm(dim=-1, keepdim=True).clamp(min=1e-7); bu = b / b.norm(dim=-1, keepdim=True).clamp(min=1e-7)
     th = torch.acos((au * bu).sum(-1, keepdim=True).clamp(-1, 1)); st = torch.sin(th)
     r = (torch.sin((1 - t) * th) * a + torch.sin(t * th) * b) / st
     lin = (st.abs() < eps).expand_as(r)
     r = torch.where(lin, (1 - t) * a + t * b, r)
-    if not flatten and a.ndim >= 2 and dim != -1 and len(shape) >= 2: r = r.transpose(dim, -1)
+    if a.ndim >= 2 and dim != -1 and len(shape) >= 2: r = r.transpose(dim, -1)
     return r.reshape(shape)
 
 @merge_method('nuslerp', idempotent=True, n_models=((2, 2), (2, 2)))
@@ -187,8 +243,7 @@ def nuslerp(ts, base=None, *, weight:PerModel[float]=1.0, nuslerp_flatten:bool=T
     t = 0.5 if abs(s) < 1e-6 else float(weight[1]) / s
     dim = 0 if nuslerp_row_wise else -1
     if base is None: return _nuslerp(t, ts[0], ts[1], dim, nuslerp_flatten)
-    return base + _nuslerp(t, ts[0] - base, ts[1] - base, dim, nuslerp_flatten)
-
+    return _nuslerp(t, ts[0] - base, ts[1] - base, dim, nuslerp_flatten, own=True).add_(base)
 
 # %% ../../nbs/04d_merge.modern.ipynb #a43d0e7f
 @merge_method('nearswap', idempotent=True, elementwise=True, n_models=((2, 2), (1, 1)), ranges={'t': (0., math.inf)})
@@ -232,11 +287,35 @@ def _ta_mean(ts, base, s):
     "The non-matrix fallback: W0 + s · mean τ."
     return _mean(_tvs(ts, base)).mul_(s).add_(base)
 
-@merge_method('tsv', ranges={'alpha': (0., math.inf)})
-def tsv(ts, base, *, alpha:float=1.0):
-    "TSV-M (Gargiulo et al. 2025): each τ's top r/T singular components, orthogonalised together, W0 + α UΣVᵀ."
-    k = min(base.shape) // len(ts) if base.ndim == 2 else 0
-    if k == 0: return _ta_mean(ts, base, alpha)
+# %% ../../nbs/04d_merge.modern.ipynb #16a00202
+def _oriented(ts, base):
+    "(N, r, rows(i, a, b), put(out, a, b, x)): row blocks of τ_i as float64 in the orientation with N ≥ r rows."
+    tall = base.shape[0] >= base.shape[1]
+    N, r = base.shape if tall else base.shape[::-1]
+    def rows(i, a, b):  # i = None: the base's rows
+        x = base[a:b] if tall else base[:, a:b].T
+        return (x if i is None else (ts[i][a:b] - base[a:b] if tall else (ts[i][:, a:b] - base[:, a:b]).T)).double()
+    def put(out, a, b, x): (out[a:b] if tall else out[:, a:b].T).copy_(x)
+    return N, r, rows, put
+
+
+def _blocks(N, r): step = max(1, _BLOCK // max(1, r)); return [(a, min(a + step, N)) for a in range(0, N, step)]
+
+def _gram(f, N, r):
+    "Σ over row blocks of XᵀX (float64) for the matrix whose rows a:b are f(a, b)."
+    G = torch.zeros(r, r, dtype=torch.float64)
+    for a, b in _blocks(N, r): x = f(a, b); G.addmm_(x.T, x)
+    return G
+
+def _inv_sqrt(G, rcond=1e-12):
+    "G^(-1/2) of a symmetric positive definite G (float64), or None when G is ill-conditioned."
+    lam, V = torch.linalg.eigh(G)
+    if lam.numel() == 0 or lam[0] <= rcond * max(float(lam[-1]), 1e-300): return None
+    return (V * lam.rsqrt()) @ V.T
+
+# %% ../../nbs/04d_merge.modern.ipynb #16a00204
+def _tsv_whole(ts, base, k, alpha):
+    "TSV-M on whole float64 matrices: SVDs and polar factors by SVD (the reference path, and the fallback)."
     Us, Ss, Vs = [], [], []
     for t in ts:
         U, S, Vh = _top_svd((t - base).double(), k)
@@ -244,16 +323,48 @@ def tsv(ts, base, *, alpha:float=1.0):
     U, S, Vh = torch.cat(Us, 1), torch.cat(Ss), torch.cat(Vs, 0)
     return base + alpha * ((_polar(U) * S) @ _polar(Vh)).float()
 
+@merge_method('tsv', ranges={'alpha': (0., math.inf)})
+def tsv(ts, base, *, alpha:float=1.0):
+    "TSV-M (Gargiulo et al. 2025): each τ's top r/T singular components, orthogonalised together, W0 + α UΣVᵀ."
+    k = min(base.shape) // len(ts) if base.ndim == 2 else 0
+    if k == 0: return _ta_mean(ts, base, alpha)
+    N, r, rows, put = _oriented(ts, base)
+    Cs, Ss, Vs = [], [], []  # U_i = τ_i C_i with C_i = V_i / s_i: U is never stored, only its rows a block at a time
+    for i in range(len(ts)):
+        lam, V = torch.linalg.eigh(_gram(lambda a, b: rows(i, a, b), N, r))
+        V, s = V[:, r - k:].flip(1), lam[r - k:].flip(0).clamp(min=0).sqrt()
+        Cs.append(V / torch.where(s > 0, s, 1.)); Ss.append(s); Vs.append(V.T)
+    U = lambda a, b: torch.cat([rows(i, a, b) @ C for i, C in enumerate(Cs)], 1)
+    P = _inv_sqrt(_gram(U, N, len(ts) * k))  # polar(U) = U (UᵀU)^(-1/2)
+    if P is None: return _tsv_whole(ts, base, k, alpha)
+    R = (P * torch.cat(Ss)) @ _polar(torch.cat(Vs, 0)) * alpha  # polar(U) Σ polar(Vᵀ) = U R
+    out = torch.empty_like(base)
+    for a, b in _blocks(N, r): put(out, a, b, rows(None, a, b) + U(a, b) @ R)
+    return out
+
 # %% ../../nbs/04d_merge.modern.ipynb #dc9e126b
-@merge_method('iso_c')
-def iso_c(ts, base, *, scaling_factor:float=1.0):
-    "Iso-C (Marczak et al. 2025): the task-arithmetic sum with its singular values set to their mean."
-    if base.ndim != 2: return _ta_mean(ts, base, scaling_factor)
+def _iso_c_whole(ts, base, scaling_factor):
+    "Iso-C on the whole float64 sum by SVD (the reference path, and the fallback)."
     tot = torch.zeros_like(base, dtype=torch.float64)
     for t in ts: tot += (t - base).double()
     U, S, Vh = torch.linalg.svd(tot, full_matrices=False)
     return base + (scaling_factor * float(S.mean())) * (U @ Vh).float()
 
+@merge_method('iso_c')
+def iso_c(ts, base, *, scaling_factor:float=1.0):
+    "Iso-C (Marczak et al. 2025): the task-arithmetic sum with its singular values set to their mean."
+    if base.ndim != 2: return _ta_mean(ts, base, scaling_factor)
+    N, r, rows, put = _oriented(ts, base)
+    tot = lambda a, b: sum(rows(i, a, b) for i in range(len(ts)))  # rows of Σ τ_i, a block at a time
+    lam, V = torch.linalg.eigh(_gram(tot, N, r))
+    if lam.numel() == 0 or lam[0] <= 1e-12 * max(float(lam[-1]), 1e-300): return _iso_c_whole(ts, base, scaling_factor)
+    s = lam.sqrt()  # the singular values of Σ τ_i; its polar factor is (Σ τ_i) V diag(1/s) Vᵀ
+    R = (V * (scaling_factor * float(s.mean()) / s)) @ V.T
+    out = torch.empty_like(base)
+    for a, b in _blocks(N, r): put(out, a, b, rows(None, a, b) + tot(a, b) @ R)
+    return out
+
+# %% ../../nbs/04d_merge.modern.ipynb #16a00205
 @merge_method('iso_cts', ranges={'common_space_fraction': (0., 1.)})
 def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0.8):
     "Iso-CTS (Marczak et al. 2025): common plus task-specific singular subspaces, orthogonalised, one mean singular value."
@@ -263,14 +374,16 @@ def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0
     kt = round((r - int(r * common_space_fraction)) / T)
     if kt * T > r: kt = r // T
     kc = r - kt * T
-    tvs = [(t - base).double() for t in ts]
-    U, S, Vh = torch.linalg.svd(sum(tvs), full_matrices=False)
+    tot = torch.zeros_like(base, dtype=torch.float64)
+    for t in ts: tot.add_(t - base)  # τ_i made one at a time, in float32, summed in float64
+    U, S, Vh = torch.linalg.svd(tot, full_matrices=False); del tot
     Uc = U[:, :kc]
     Us, Ss, Vs = [Uc], [S[:kc]], [Vh[:kc]]
-    for tv in tvs:
+    for t in ts:
         if not kt: break
-        u, s, vh = _top_svd(tv - Uc @ (Uc.T @ tv), kt)  # not a full SVD: the projection leaves many zero singular values
-        Us.append(u); Ss.append(s); Vs.append(vh)
+        tv = (t - base).double()
+        u, s, vh = _top_svd(tv.sub_(Uc @ (Uc.T @ tv)), kt)  # not a full SVD: the projection leaves many zero singular values
+        Us.append(u); Ss.append(s); Vs.append(vh); del tv
     sbar = float(torch.cat(Ss).mean())
     return base + (scaling_factor * sbar) * (_polar(torch.cat(Us, 1)) @ _polar(torch.cat(Vs, 0))).float()
 
@@ -281,16 +394,16 @@ def regmean_plusplus(ts, *, aux=None, key='', reduce_non_diagonal_ratio:float=1.
     if not 0 <= reduce_non_diagonal_ratio <= 1: fail(f"regmean_plusplus: reduce_non_diagonal_ratio = {reduce_non_diagonal_ratio} is outside [0, 1]")
     keep = [i for i, G in enumerate(aux or []) if G is not None]
     if ts[0].ndim != 2 or not keep: return _mean(list(ts))
-    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], reduce_non_diagonal_ratio, key).float()
+    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], reduce_non_diagonal_ratio, key, torch.float32)
 
 # %% ../../nbs/04d_merge.modern.ipynb #421b12d2
 def _adam(p, grad, steps, lr, b1=0.9, b2=0.999, eps=1e-8):
     "Run `steps` Adam updates on tensor `p` in place; `grad(p)` returns the gradient."
-    m, v = torch.zeros_like(p), torch.zeros_like(p)
+    m, v, den = torch.zeros_like(p), torch.zeros_like(p), torch.empty_like(p)
     for k in range(1, steps + 1):
         g = grad(p)
         m.mul_(b1).add_(g, alpha=1 - b1); v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        den = (v.sqrt() / math.sqrt(1 - b2 ** k)).add_(eps)
+        torch.sqrt(v, out=den).div_(math.sqrt(1 - b2 ** k)).add_(eps)
         p.addcdiv_(m, den, value=-lr / (1 - b1 ** k))
     return p
 
@@ -298,13 +411,19 @@ def _adam(p, grad, steps, lr, b1=0.9, b2=0.999, eps=1e-8):
 def wudi(ts, base, *, iter_num:int=300, lr:float=1e-5):
     "WUDI (Cheng et al. 2025): fit the merged update to each task vector's own input subspace by Adam steps, data-free."
     if iter_num < 0 or lr < 0: fail(f"wudi: iter_num ({iter_num}) and lr ({lr}) must be >= 0")
-    tvs = _tvs(ts, base)
-    if base.ndim != 2: return _mean(tvs).add_(base)
-    A = torch.zeros(base.shape[1], base.shape[1], dtype=base.dtype); B = torch.zeros_like(base)
-    tau = torch.zeros_like(base)
-    for tv in tvs:
-        tau += tv; n2 = float(tv.double().square().sum())
-        if n2 == 0: continue
-        g = tv.T @ tv / n2; A += g; B += tv @ g
-    _adam(tau, lambda p: 2 * (p @ A - B), iter_num, lr)
-    return tau.add_(base)
+    if base.ndim != 2: return _mean(_tvs(ts, base)).add_(base)
+    bl = _row_blocks(base)  # the loss is a sum over rows, Adam is coordinate-wise: each block of rows is fitted on its own
+    gs = []  # g_i = τ_iᵀτ_i / |τ_i|², from blocks of rows
+    for t in ts:
+        g, n2 = torch.zeros(base.shape[1], base.shape[1], dtype=base.dtype), 0.
+        for sl in bl: tv = t[sl] - base[sl]; g += tv.T @ tv; n2 += float(tv.double().square_().sum())
+        if n2: gs.append((t, g.div_(n2)))
+    A = sum(g for _, g in gs) if gs else torch.zeros(base.shape[1], base.shape[1], dtype=base.dtype)
+    out = torch.empty_like(base)
+    for sl in bl:
+        tau, B = torch.zeros_like(base[sl]), torch.zeros_like(base[sl])  # Σ τ_i over this block, and B
+        for t in ts: tau += t[sl] - base[sl]
+        for t, g in gs: B += (t[sl] - base[sl]) @ g
+        buf = torch.empty_like(tau)  # the gradient 2(τA − B), in one buffer at every step
+        out[sl] = _adam(tau, lambda p: torch.matmul(p, A, out=buf).sub_(B).mul_(2), iter_num, lr).add_(base[sl])
+    return out

@@ -389,31 +389,50 @@ def model_stock(ts, base, *, filter_wise:bool=False):
     return tt * avg + (1 - tt) * base
 
 # %% ../../nbs/04_merge.ops.ipynb #54fc164f
+_ROWS = 128  # rows of W solved at a time: (rows, in) float64 blocks beside the one (in, in) factor
+
 def regmean_solve(Ws:list, # weights (out, in), one per model
                   Gs:list, # Gram matrices (in, in), one per model
                   alpha:float=1.0, # α: 1 keeps G, 0 keeps only its diagonal
-                  key:str='' # for messages
+                  key:str='', # for messages
+                  dtype:torch.dtype=torch.float64 # result dtype (the solve itself is float64)
                  ) -> torch.Tensor:
-    "(Σ W_m G̃_m)(Σ G̃_m)⁻¹ with G̃ = αG + (1−α)diag(G), in float64."
-    S, T = None, None
+    "(Σ W_m G̃_m)(Σ G̃_m)⁻¹ with G̃ = αG + (1−α)diag(G), in float64, holding one (in, in) matrix."
+    n = Ws[0].shape[1]
     for W, G in zip(Ws, Gs):
         if G.shape != (W.shape[1], W.shape[1]): fail(f"regmean: Gram matrix for '{key}' has shape {tuple(G.shape)}, expected {(W.shape[1], W.shape[1])}")
-        G = G.double()
-        if alpha != 1: G = alpha * G + (1 - alpha) * torch.diag(torch.diagonal(G))
-        S = W.double() @ G if S is None else S.add_(W.double() @ G)
-        T = G.clone() if T is None else T.add_(G)
-    L, info = torch.linalg.cholesky_ex(T)
-    d = torch.diagonal(T)
-    if info or not torch.isfinite(L).all() or torch.diagonal(L).min() ** 2 <= 1e-13 * max(float(d.max()), 1e-300):
+    Ws = [W.detach() for W in Ws]  # e.g. a live model's parameters (RegMean++): a solve, not a graph
+    Gs = [G.detach() if G.dtype == torch.float64 else G.detach().double() for G in Gs]  # Gram matrices are collected in float64
+    T = torch.zeros(n, n, dtype=torch.float64)
+    for G in Gs: T.add_(G)  # Σ G_m; the inputs are never copied whole
+    d = T.diagonal().clone()
+    if alpha != 1: T.mul_(alpha).diagonal().copy_(d)  # Σ G̃_m = α Σ G_m + (1−α) diag(Σ G_m)
+    dmax = float(d.max()) if n else 0.
+    Tf = T.mT  # T is symmetric: its transpose is the column-major matrix LAPACK factors in place, with no copy
+    L, info = torch.linalg.cholesky_ex(Tf, out=(Tf, torch.empty((), dtype=torch.int32)))  # T's memory now holds L
+    if info or not torch.isfinite(L.diagonal()).all() or L.diagonal().min() ** 2 <= 1e-13 * max(dmax, 1e-300):
         fail(f"regmean: the summed Gram matrix for '{key}' is singular (an input direction no expert saw); lower alpha or collect more data")
-    return torch.cholesky_solve(S.T.contiguous(), L).T
+    out = torch.empty(Ws[0].shape[0], n, dtype=dtype)
+    R = min(_ROWS, out.shape[0]); w, s, S, Z = (torch.empty(R, n, dtype=torch.float64) for _ in range(4))  # reused buffers
+    for a in range(0, out.shape[0], R):
+        r = min(R, out.shape[0] - a); wb, sb, Sb, Zb = w[:r], s[:r], S[:r], Z[:r]
+        Sb.zero_()  # rows a:a+r of Σ W_m G̃_m
+        for W, G in zip(Ws, Gs):
+            torch.matmul(wb.copy_(W[a:a + r]), G, out=sb)
+            if alpha != 1: sb.mul_(alpha).addcmul_(wb, G.diagonal(), value=1 - alpha)
+            Sb.add_(sb)
+        torch.linalg.solve_triangular(L.mT, Sb, upper=True, left=False, out=Zb)  # X L Lᵀ = S: Z = XL from Z Lᵀ = S,
+        torch.linalg.solve_triangular(L, Zb, upper=False, left=False, out=Sb)     # then X from X L = Z
+        out[a:a + r] = Sb
+    return out
 
+# %% ../../nbs/04_merge.ops.ipynb #16a00502
 @merge_method('regmean', aux='gram', idempotent=True, ranges={'alpha': (0., 1.)})
 def regmean(ts, *, aux=None, key='', alpha:float=1.0):
     "RegMean (Jin et al. 2023) for linear weights with Gram matrices; plain mean for everything else."
     keep = [i for i, G in enumerate(aux or []) if G is not None]
     if ts[0].ndim != 2 or not keep: return linear(ts, weight=[1.] * len(ts))
-    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key).float()
+    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key, torch.float32)
 
 # %% ../../nbs/04_merge.ops.ipynb #1f9ae71e
 def _expand(m, params, n):

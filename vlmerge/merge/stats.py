@@ -32,6 +32,7 @@ def _linears(model, modules):
         if not isinstance(mod, nn.Linear): fail(f"collect_grams: '{k}' is a {type(mod).__name__}, not an nn.Linear")
     return out
 
+# %% ../../nbs/04a_merge.stats.ipynb #16a00403
 def collect_grams(model:nn.Module, # any model
                   modules, # linear layers to hook: names, modules, or a dict gram_key -> name/module
                   batches:Iterable, # any iterable of batches (e.g. a DataLoader)

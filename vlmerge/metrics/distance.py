@@ -180,6 +180,7 @@ def _step(shape) -> int:
     "Rows per streamed block of a tensor of `shape`."
     return max(1, _ROWS // max(1, math.prod(shape[1:])))
 
+# %% ../../nbs/05_metrics.distance.ipynb #16a00603
 def _plan(src, kmap:dict, base, pairs) -> list:
     "Per shared key: (skey, [(expert, key, base key)], [(a, b) pairs], shape), checked before anything is read."
     if not kmap: fail("the key map is empty: the checkpoint has no per-modality experts to compare")
@@ -202,6 +203,7 @@ def _plan(src, kmap:dict, base, pairs) -> list:
         if prs: plan.append((skey, eks, prs, shape))
     return plan
 
+# %% ../../nbs/05_metrics.distance.ipynb #16a00606
 def _flat(t:torch.Tensor) -> torch.Tensor:
     "A flat CPU float32/float64 copy-free view where possible (other dtypes converted exactly to float32)."
     t = t.detach().reshape(-1).cpu()
@@ -290,6 +292,8 @@ if numba is not None:
             if k > hi: hi = k
         span[0], span[1] = lo, hi
 
+# %% ../../nbs/05_metrics.distance.ipynb #16a00608
+if numba is not None:
     @_jit_sum
     def _nb_above(x, bx, y, by, t_lo, t_hi, acc, wo, co):
         "Pass 2 of a block: TSSD sums of w >= t_hi into `acc`; w, c of t_lo <= w < t_hi into `wo`, `co`; returns how many."
@@ -307,6 +311,7 @@ if numba is not None:
         acc[0] += sn; acc[1] += sd; acc[2] += n
         return m
 
+# %% ../../nbs/05_metrics.distance.ipynb #16a00609
 _tls = threading.local()
 
 def _scratch(n:int) -> tuple:
@@ -370,6 +375,24 @@ def _zero(rec:dict) -> dict:
     return dict(rec, n=0, tssd_n=0, **{s: 0. for s in _SUMS if s not in ('n', 'tssd_n')})
 
 # %% ../../nbs/05_metrics.distance.ipynb #828c383c
+def _pass2(src, base, items:list, sels:dict, recs:list, span:list, k:float, io:list):
+    "Cut each selection; stream again only the records whose bins straddle the cut; add the cut bin's share."
+    for s in sels.values(): s.cut(k)
+    for item, ix in items:
+        todo = []
+        for p, i in ix.items():
+            s, (lo, hi) = sels[p], span[i]
+            if s.all or lo > s.bin: recs[i].update(tssd_num=recs[i]['ssd_num'], tssd_den=recs[i]['ssd_den'], tssd_n=recs[i]['n'])
+            elif hi >= s.bin: todo.append(p)
+        for ch in (_chunks(src, base, item, io) if todo else ()):
+            for p in todo:
+                i, acc, (x, bx), (y, by) = ix[p], [0., 0., 0], ch[p[0]], ch[p[1]]
+                w, c = _k2(acc, x, bx, y, by, sels[p].bin)
+                recs[i]['tssd_num'] += acc[0]; recs[i]['tssd_den'] += acc[1]; recs[i]['tssd_n'] += acc[2]
+                if len(w): sels[p].edge.append((w, c, torch.full((len(w),), i)))
+    for s in sels.values(): s.finish(recs)
+
+# %% ../../nbs/05_metrics.distance.ipynb #16a00702
 def distances(src, # experts: a state dict or a `CheckpointReader`
               kmap:dict, # key map {shared_key: {expert: expert_key}}
               base=None, # seed W0 (state dict or reader): compare modality vectors W_m − W0; None: raw weights
@@ -410,23 +433,6 @@ def distances(src, # experts: a state dict or a `CheckpointReader`
     if bad: fail(f"'{bad[0]}': non-finite weights (NaN or inf)")
     _release(src, base)
     return recs
-
-def _pass2(src, base, items:list, sels:dict, recs:list, span:list, k:float, io:list):
-    "Cut each selection; stream again only the records whose bins straddle the cut; add the cut bin's share."
-    for s in sels.values(): s.cut(k)
-    for item, ix in items:
-        todo = []
-        for p, i in ix.items():
-            s, (lo, hi) = sels[p], span[i]
-            if s.all or lo > s.bin: recs[i].update(tssd_num=recs[i]['ssd_num'], tssd_den=recs[i]['ssd_den'], tssd_n=recs[i]['n'])
-            elif hi >= s.bin: todo.append(p)
-        for ch in (_chunks(src, base, item, io) if todo else ()):
-            for p in todo:
-                i, acc, (x, bx), (y, by) = ix[p], [0., 0., 0], ch[p[0]], ch[p[1]]
-                w, c = _k2(acc, x, bx, y, by, sels[p].bin)
-                recs[i]['tssd_num'] += acc[0]; recs[i]['tssd_den'] += acc[1]; recs[i]['tssd_n'] += acc[2]
-                if len(w): sels[p].edge.append((w, c, torch.full((len(w),), i)))
-    for s in sels.values(): s.finish(recs)
 
 # %% ../../nbs/05_metrics.distance.ipynb #c498d2fe
 def summarize(recs:list, # records from `distances`
