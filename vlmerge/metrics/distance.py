@@ -15,7 +15,6 @@ __all__ = ['METRICS', 'SUMS', 'GROUPS', 'k_count', 'topk_mask', 'pair_sums', 'ad
 # %% ../../nbs/05_metrics.distance.ipynb #67af9d2c
 METRICS = ('l2', 'cos', 'ssd', 'tssd')  # the columns every table has, in this order
 SUMS = ('n', 'd2', 'xy', 'xx', 'yy', 'ssd_num', 'ssd_den', 'tssd_num', 'tssd_den', 'tssd_n')  # the additive sums every record carries
-_SUMS = SUMS
 
 def _ratio(num:float, den:float) -> float:
     return float(num / den) if den > 0 else 0.0
@@ -71,7 +70,7 @@ def add_sums(a:dict|None, # running sums (None to start)
              b:dict # sums to add
             ) -> dict:
     "Add two sets of sums (the sums of the concatenated vectors)."
-    return dict(b) if a is None else {s: a[s] + b[s] for s in _SUMS}
+    return dict(b) if a is None else {s: a[s] + b[s] for s in SUMS}
 
 def metrics_from_sums(st:dict # as from `pair_sums` or `add_sums`
                      ) -> dict:
@@ -372,7 +371,7 @@ class _Sel:
 _ACC = ('d2', 'xy', 'xx', 'yy', 'ssd_num', 'ssd_den')  # what pass 1 accumulates, in the kernels' order
 
 def _zero(rec:dict) -> dict:
-    return dict(rec, n=0, tssd_n=0, **{s: 0. for s in _SUMS if s not in ('n', 'tssd_n')})
+    return dict(rec, n=0, tssd_n=0, **{s: 0. for s in SUMS if s not in ('n', 'tssd_n')})
 
 # %% ../../nbs/05_metrics.distance.ipynb #828c383c
 def _pass2(src, base, items:list, sels:dict, recs:list, span:list, k:float, io:list):
@@ -442,7 +441,7 @@ def summarize(recs:list, # records from `distances`
     acc, first = {}, {}
     for r in recs:
         g = tuple(r[f] for f in by)
-        acc[g] = add_sums(acc.get(g), {s: r[s] for s in _SUMS})
+        acc[g] = add_sums(acc.get(g), {s: r[s] for s in SUMS})
         for f, v in zip(by, g): first.setdefault((f, v), len(first))
     def rank(f, v):  # layers by number (None last), groups in GROUPS order, anything else by first appearance
         if f == 'layer': return (v is None, v or 0)
