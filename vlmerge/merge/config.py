@@ -142,7 +142,9 @@ def run_config(c:MergeConfig|dict, # the config
 def merge_command(argv:list # command-line arguments after `vlmerge merge`
                  ):
     "`vlmerge merge CONFIG.yaml --out DIR`: validate the config and inputs, then merge, streaming, into DIR."
-    ap = argparse.ArgumentParser(prog='vlmerge merge', description=merge_command.__doc__)
+    ap = argparse.ArgumentParser(prog='vlmerge merge', description=merge_command.__doc__,
+                                 epilog='environment: VLMERGE_UNMAP_FREED=1 makes glibc return freed blocks of 1 MiB or more at once '
+                                        '(a lower peak heap on large merges; it changes the allocator for the whole process)')
     ap.add_argument('config', help='merge config (YAML or JSON)')
     add_common_args(ap, out='output folder (created atomically; replaced if it exists). Temporary folders that a killed run on this machine left beside it (named .OUT.PID-START@HOST.*.tmp) are removed first, once their writer is provably dead', no_progress=True)
     ap.add_argument('--threads', type=int, default=None, help='worker threads (default: up to 4, one per core)')
