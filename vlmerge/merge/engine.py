@@ -141,6 +141,7 @@ class _Spec:
     model_params: list # per-model settings (dicts), aligned with the model names
     rules: list
 
+# %% ../../nbs/04b_merge.engine.ipynb #5b1a0012
 def _resolve(task, spec, n_layers, where):
     "Fill in `task.method` and `task.params` for its key."
     k = task.key; t = layer_t(k, n_layers)

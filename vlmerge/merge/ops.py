@@ -12,9 +12,9 @@ from ..core import fail, VLMergeError
 # %% auto #0
 __all__ = ['METHODS', 'ALIASES', 'STATISTICS', 'PerModel', 'MergeMethod', 'Statistic', 'merge_method', 'get_method',
            'check_param', 'linear', 'interpolation', 'kth_largest_abs', 'magnitude_mask', 'breadcrumbs_mask', 'seed_of',
-           'random_mask', 'elect_sign', 'task_merge', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties',
-           'breadcrumbs', 'breadcrumbs_ties', 'task_arithmetic_sequential', 'slerp', 'fisher', 'model_stock',
-           'regmean_solve', 'regmean', 'merge_tensors']
+           'random_mask', 'elect_sign', 'sparse_task_vector', 'task_merge', 'task_arithmetic', 'ties', 'dare_linear',
+           'dare_ties', 'breadcrumbs', 'breadcrumbs_ties', 'task_arithmetic_sequential', 'slerp', 'fisher',
+           'model_stock', 'regmean_solve', 'regmean', 'merge_tensors']
 
 # %% ../../nbs/04_merge.ops.ipynb #012eefb8
 class PerModel:
@@ -224,6 +224,7 @@ def breadcrumbs_mask(tv:torch.Tensor, # a task vector
     if ntop + nkeep < n: m &= a >= _kth_largest(lambda: [a], ntop + nkeep)
     return m
 
+# %% ../../nbs/04_merge.ops.ipynb #5b1a0003
 def seed_of(*parts # anything printable: a seed, a key, an index
            ) -> int:
     "A 63-bit seed from `parts`, the same on every machine and run (random masks are keyed by it)."
@@ -248,6 +249,28 @@ def elect_sign(tvs:list, # weighted, sparsified task vectors
     if tie != 'zero': s[s == 0] = 1. if tie == 'positive' else -1.
     return s
 
+# %% ../../nbs/04_merge.ops.ipynb #5b1a0005
+def sparse_task_vector(t:torch.Tensor, # a fine-tuned tensor (or a chunk of rows of one)
+                       base:torch.Tensor, # W0 (the same rows)
+                       density:float, # kept fraction
+                       weight:float=1.0, # w_i
+                       sparsify:str|None=None, # None, 'magnitude', 'random' or 'breadcrumbs'
+                       threshold:float|None=None, # whole-model magnitude threshold (magnitude)
+                       gamma:float=0.0, # breadcrumbs: fraction of top magnitudes dropped
+                       rescale:str='density', # after a random drop: 'density', 'l1' or 'none'
+                       seed=0 # random drop: anything `seed_of` takes (the engine passes (seed, key, model, offset))
+                      ) -> torch.Tensor:
+    "w·sparsify(t − base): one model's sparsified, weighted task vector (a new tensor)."
+    tv = t - base
+    if sparsify == 'magnitude' and (density < 1 or threshold is not None): tv.mul_(magnitude_mask(tv, density, threshold))
+    elif sparsify == 'breadcrumbs': tv.mul_(breadcrumbs_mask(tv, density, gamma))
+    elif sparsify == 'random' and density < 1:
+        n0 = tv.abs().sum() if rescale == 'l1' else None
+        tv.mul_(random_mask(tv, density, seed))
+        if rescale == 'density' and density > 0: tv.div_(density)
+        elif rescale == 'l1' and (n1 := tv.abs().sum()) > 0: tv.mul_(n0 / n1)
+    return tv.mul_(weight) if weight != 1 else tv
+
 # %% ../../nbs/04_merge.ops.ipynb #9bbd281d
 def task_merge(ts:list, # fine-tuned tensors
                base:torch.Tensor, # W0
@@ -266,18 +289,8 @@ def task_merge(ts:list, # fine-tuned tensors
                thresholds:list|None=None # per-model magnitude thresholds for whole-model trimming
               ) -> torch.Tensor:
     "Sparsify each task vector, optionally elect a sign per coordinate, and add the (disjoint) weighted sum to `base`."
-    def tv_of(i):
-        "Model i's sparsified, weighted task vector (a new tensor, changed in place from here on)."
-        tv, d = ts[i] - base, density[i]
-        if sparsify == 'magnitude' and (d < 1 or thresholds):
-            tv.mul_(magnitude_mask(tv, d, thresholds[i] if thresholds else None))
-        elif sparsify == 'breadcrumbs': tv.mul_(breadcrumbs_mask(tv, d, gamma))
-        elif sparsify == 'random' and d < 1:
-            n0 = tv.abs().sum() if rescale == 'l1' else None
-            tv.mul_(random_mask(tv, d, (seed, key, i, offset)))
-            if rescale == 'density' and d > 0: tv.div_(d)
-            elif rescale == 'l1' and (n1 := tv.abs().sum()) > 0: tv.mul_(n0 / n1)
-        return tv.mul_(weight[i]) if weight[i] != 1 else tv
+    tv_of = lambda i: sparse_task_vector(ts[i], base, density[i], weight[i], sparsify, thresholds[i] if thresholds else None,
+                                         gamma, rescale, (seed, key, i, offset))
     if consensus:
         tvs = [tv_of(i) for i in range(len(ts))]
         s = elect_sign(tvs, consensus, tie)

@@ -66,6 +66,7 @@ def pair_sums(x:torch.Tensor, # first weight (any shape)
     else: st.update(tssd_num=float(c[mask].sum()), tssd_den=float(w[mask].sum()), tssd_n=int(mask.sum()))
     return st
 
+# %% ../../nbs/05_metrics.distance.ipynb #5b1a0022
 def add_sums(a:dict|None, # running sums (None to start)
              b:dict # sums to add
             ) -> dict:
