@@ -73,6 +73,6 @@ def test_every_task_beats_its_highest_floor(measured):
 
 @SLOW
 def test_nlvr2_reaches_065(measured):
-    "NLVR2 >= 0.65 since ITM learns (uniform negatives): 0.678 / 0.624 / 0.656 on seeds 0-2, mean 0.653 (it was 0.597 with the study's
-    hard negatives; nbs/experiments/22_learnability.ipynb, section 6). The margin is thin: a change that costs NLVR2 a point fails here."
+    """NLVR2 >= 0.65 since ITM learns (uniform negatives): 0.678 / 0.624 / 0.656 on seeds 0-2, mean 0.653 (it was 0.597 with the study's
+    hard negatives; nbs/experiments/22_learnability.ipynb, section 6). The margin is thin: a change that costs NLVR2 a point fails here."""
     assert measured[1]['nlvr2'] >= 0.65, measured[1]['nlvr2']
