@@ -451,11 +451,6 @@ def run_study(cfg:StudyConfig, # the study
     if n == 1 or all((out/'cells'/c['id']/'result.json').exists() for c in expand(cfg)): report(cfg, out)
     return results
 
-def _group(c:dict, cfg:StudyConfig) -> int:
-    "Index of a cell's pre-training group (same seed and k_seed); shards take groups round-robin, so they share no pre-training."
-    keys = list(dict.fromkeys((x['seed'], x['k_seed'], x['steps']) for x in expand(cfg)))
-    return keys.index((c['seed'], c['k_seed'], c.get('steps', cfg.steps)))
-
 # %% ../nbs/07_study.ipynb #c8ad3531
 def collect(out:str|Path) -> list:
     "Long rows (one per cell, task and metric) from every finished cell under `out/cells`."
