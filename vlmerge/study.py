@@ -19,10 +19,10 @@ from .train import TrainConfig
 # %% auto #0
 __all__ = ['TASKS', 'MAIN_METRIC', 'STUDY_STATISTICS', 'USED_EXPERTS', 'FLOOR_NAMES', 'STEP_COUNTING', 'DISTANCES', 'DEMO',
            'StudyConfig', 'method_spec', 'fold_methods', 'method_label', 'pretrain_settings', 'expand', 'pretrained',
-           'grams_for', 'merge_folder', 'expert_distances', 'downstream', 'zero_shot_scores', 'run_cell', 'group_costs',
-           'shard_plan', 'cell_line', 'run_study', 'collect', 'study_floors', 'tables', 'naive_vs_recipe',
-           'method_ranking', 'merged_runs', 'within_report', 'report', 'run_workers', 'watch_workers', 'study_cmd',
-           'demo_cmd']
+           'grams_for', 'merge_folder', 'expert_distances', 'task_finetune', 'downstream', 'zero_shot_scores',
+           'run_cell', 'group_costs', 'shard_plan', 'cell_line', 'run_study', 'collect', 'study_floors', 'tables',
+           'naive_vs_recipe', 'method_ranking', 'merged_runs', 'within_report', 'report', 'run_workers',
+           'watch_workers', 'study_cmd', 'demo_cmd']
 
 # %% ../nbs/07_study.ipynb #5e7eb5dc
 from fastcore.basics import patch
@@ -49,6 +49,7 @@ class StudyConfig:
     pretrain: dict = field(default_factory=dict)   # TrainConfig overrides for pre-training (batch_size, lr, ...)
     tasks: list = field(default_factory=lambda: list(TASKS))  # downstream tasks to fine-tune
     finetune: dict = field(default_factory=dict)   # FinetuneConfig overrides for every task (e.g. {train: {steps: 30}})
+    finetune_tasks: dict = field(default_factory=dict)  # per task, overrides over `finetune` (e.g. {vqa: {train: {steps: 600}}})
     zero_shot: bool = True          # also score zero-shot retrieval and classification
     alpha_curve: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # interpolation α sweep (zero-shot)
     gram_batches: int = 4           # RegMean: batches of validation examples for the Gram matrices
@@ -69,6 +70,10 @@ def _check(self:StudyConfig):
     if bad: fail(f"variants: {bad[0]!r} is not a modality-specific variant (known: {', '.join(v for v in VARIANTS if v != 'agnostic')})")
     bad = [t for t in self.tasks if t not in TASKS]
     if bad: fail(f"tasks: unknown task {bad[0]!r} (known: {', '.join(TASKS)})")
+    bad = [t for t in self.finetune_tasks if t not in self.tasks]
+    if bad: fail(f"finetune_tasks: {bad[0]!r} is not one of the study's tasks ({', '.join(self.tasks)})")
+    bad = [t for t, v in self.finetune_tasks.items() if not isinstance(v, dict) or not isinstance(v.get('train', {}), dict)]
+    if bad: fail(f"finetune_tasks.{bad[0]}: expected a mapping of FinetuneConfig overrides, e.g. {{train: {{steps: 600}}}}")
     bad = [b for b in self.baselines if b not in ('agnostic', 'unmerged')]
     if bad: fail(f"baselines: unknown baseline {bad[0]!r} (known: agnostic, unmerged)")
     for i, m in enumerate(self.methods): method_spec(m, f"methods[{i}]", _expert_counts(self.model))  # checked against the registry
@@ -301,6 +306,13 @@ def _task_data(cfg:StudyConfig) -> dict:
     if d.source != 'world': fail("data: the study runs its downstream tasks on the built-in world (source: world)")
     return {'source': 'world', 'size': d.size, 'seed': d.seed, 'image_size': d.image_size, 'path': d.path, 'vocab_size': d.vocab_size}
 
+def task_finetune(cfg:StudyConfig, # the study
+                  task:str # one of its tasks
+                 ) -> dict:
+    "The FinetuneConfig overrides of `task`: `finetune`, then `finetune_tasks[task]` over it (their `train` mappings merged key by key)."
+    over = cfg.finetune_tasks.get(task, {})
+    return {**cfg.finetune, **over, 'train': {**cfg.finetune.get('train', {}), **over.get('train', {})}}
+
 def downstream(cfg:StudyConfig, # the study
                model:Path|dict, # a model folder (merged, agnostic or modality-specific), or {task: folder}
                dest:Path, # where the fine-tuning runs go
@@ -310,8 +322,8 @@ def downstream(cfg:StudyConfig, # the study
     from vlmerge.finetune import FinetuneConfig, run_finetune
     res = {}
     for t in cfg.tasks:
-        ft = {**cfg.finetune, 'task': t, 'model': str(_for(model, t)), 'data': _task_data(cfg)}
-        ft['train'] = {**cfg.finetune.get('train', {}), 'seed': seed}
+        ft = task_finetune(cfg, t) | {'task': t, 'model': str(_for(model, t)), 'data': _task_data(cfg)}
+        ft['train'] = {**ft['train'], 'seed': seed}
         res[t] = run_finetune(from_dict(FinetuneConfig, ft, f'study fine-tuning ({t})'), Path(dest)/t, resume=True)
     if cfg.zero_shot:
         res.update(zero_shot_scores(cfg, model))
@@ -371,7 +383,7 @@ def _group_key(c:dict, cfg:StudyConfig) -> tuple: return (c['seed'], c['k_seed']
 
 def group_costs(cfg:StudyConfig) -> dict:
     "{(seed, k_seed, steps): estimated seconds} of each pre-training group (least squares on a 2-worker `make demo` run's 12 groups)."
-    cell = 0.30 * len(cfg.tasks) * cfg.finetune.get('train', {}).get('steps', 100)   # one cell: merge, fine-tuning, evaluation
+    cell = sum(0.30 * task_finetune(cfg, t)['train'].get('steps', 100) for t in cfg.tasks)   # one cell: merge, fine-tuning, evaluation
     cost = {}
     for c in expand(cfg):
         k = _group_key(c, cfg)
