@@ -270,8 +270,8 @@ def _chunks(task):
     row = max(1, math.prod(sh[1:])); step = max(1, CHUNK_NUMEL // row)
     return [(a, min(a + step, sh[0])) for a in range(0, sh[0], step)]
 
-def _do(task, a, b):
-    "Compute one work item; return (elem_offset, tensor)."
+def _do(task, a, b, write=None):
+    "Compute one work item; return (elem_offset, tensor), or (elem_offset, None) when the method handed its rows to `write`."
     ts = []
     for (s, k), name in zip(task.srcs, task.names):
         t = _read(s, k, a, b); _finite(t, f"{s.name}: '{k}'"); ts.append(t)
@@ -285,9 +285,11 @@ def _do(task, a, b):
         s, k = task.base; base = _read(s, k, a, b); _finite(base, f"{s.name}: '{k}'")
     aux = None
     if task.aux is not None: aux = [None if x is None else _read(x[0], x[1], a, b) for x in task.aux]
+    def emit(row, blk):  # a method that solves in row blocks (RegMean) writes each one as it is done
+        _finite(blk, f"the merged '{task.key}'"); write(task.key, blk, off + row * max(1, math.prod(task.shape[1:])))
     r = merge_tensors(task.method, ts, base, aux, key=task.key, out_dtype=task.out_dtype, offset=off,
-                      thresholds=task.thresholds, **task.params)
-    _finite(r, f"the merged '{task.key}'")
+                      thresholds=task.thresholds, emit=emit if write else None, **task.params)
+    if r is not None: _finite(r, f"the merged '{task.key}'")
     return off, r
 
 # %% ../../nbs/04b_merge.engine.ipynb #16a00004
@@ -363,7 +365,10 @@ def run_tasks(tasks:list, # the plan
         t, a, b = it
         if not _is_big(t, a): off, r = _do(t, a, b)
         else:
-            with _BIG: off, r = _do(t, a, b); write(t.key, r, off); n = r.numel() * 4; del r; _trim(); return n
+            with _BIG:  # one at a time; a method that can writes its rows as it goes (`emit`) and holds no result
+                off, r = _do(t, a, b, write)
+                if r is not None: write(t.key, r, off)
+                del r; _trim(); return math.prod(t.shape) * 4
         write(t.key, r, off)
         return r.numel() * 4
     pending = set()
