@@ -345,6 +345,14 @@ def _is_big(task, a):
     "A whole-tensor item bigger than a chunk, or a Gram solve: these run one at a time."
     return task.method is not None and a is None and (math.prod(task.shape) > CHUNK_NUMEL or (task.aux is not None and STATISTICS[task.method.aux].serial))
 
+def _run_big(t, a, b, write):
+    "A big item, alone: a method that can writes its rows as it goes (`emit`, RegMean) and holds no result; then free pages go back."
+    with _BIG:
+        off, r = _do(t, a, b, write)
+        if r is not None: write(t.key, r, off)
+        del r; _trim()
+    return math.prod(t.shape) * 4
+
 # %% ../../nbs/04b_merge.engine.ipynb #16a00008
 def run_tasks(tasks:list, # the plan
               write:Callable, # write(key, tensor, elem_offset)
@@ -363,13 +371,8 @@ def run_tasks(tasks:list, # the plan
     if threads > 1: torch.set_num_threads(max(1, nt // threads))
     def work(it):
         t, a, b = it
-        if not _is_big(t, a): off, r = _do(t, a, b)
-        else:
-            with _BIG:  # one at a time; a method that can writes its rows as it goes (`emit`) and holds no result
-                off, r = _do(t, a, b, write)
-                if r is not None: write(t.key, r, off)
-                del r; _trim(); return math.prod(t.shape) * 4
-        write(t.key, r, off)
+        if _is_big(t, a): return _run_big(t, a, b, write)
+        off, r = _do(t, a, b); write(t.key, r, off)
         return r.numel() * 4
     pending = set()
     try:
