@@ -376,9 +376,9 @@ def run_tasks(tasks:list, # the plan
         return r.numel() * 4
     pending = set()
     try:
-        with ThreadPoolExecutor(threads) as ex:
+        with ThreadPoolExecutor(threads) as ex, ThreadPoolExecutor(1) as bx:  # big items: one thread (LAPACK's buffers are per thread)
             for x in items:
-                pending.add(ex.submit(work, x))
+                pending.add((bx if _is_big(x[0], x[1]) else ex).submit(work, x))
                 if len(pending) >= 2 * threads:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in done: bar.update(f.result())
