@@ -361,6 +361,7 @@ def run_tasks(tasks:list, # the plan
               unmap_freed:bool|None=None # glibc: unmap freed blocks of 1 MiB+ (process-wide); None: env VLMERGE_UNMAP_FREED=1
              ):
     "Run every task (row chunks of elementwise ones in parallel, big whole-tensor items one at a time) and hand results to `write`."
+    import contextlib
     threads = threads or max(1, min(4, os.cpu_count() or 1))
     if unmap_freed if unmap_freed is not None else os.environ.get('VLMERGE_UNMAP_FREED', '') not in ('', '0'): _unmap_freed()
     _thresholds(tasks, threads)
@@ -376,7 +377,7 @@ def run_tasks(tasks:list, # the plan
         return r.numel() * 4
     pending = set()
     try:
-        with ThreadPoolExecutor(threads) as ex, ThreadPoolExecutor(1) as bx:  # big items: one thread (LAPACK's buffers are per thread)
+        with ThreadPoolExecutor(threads) as ex, (ThreadPoolExecutor(1) if threads > 1 else contextlib.nullcontext(ex)) as bx:  # big items: one thread
             for x in items:
                 pending.add((bx if _is_big(x[0], x[1]) else ex).submit(work, x))
                 if len(pending) >= 2 * threads:
