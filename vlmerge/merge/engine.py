@@ -270,8 +270,8 @@ def _chunks(task):
     row = max(1, math.prod(sh[1:])); step = max(1, CHUNK_NUMEL // row)
     return [(a, min(a + step, sh[0])) for a in range(0, sh[0], step)]
 
-def _do(task, a, b):
-    "Compute one work item; return (elem_offset, tensor)."
+def _do(task, a, b, write=None):
+    "Compute one work item; return (elem_offset, tensor), or (elem_offset, None) when the method handed its rows to `write`."
     ts = []
     for (s, k), name in zip(task.srcs, task.names):
         t = _read(s, k, a, b); _finite(t, f"{s.name}: '{k}'"); ts.append(t)
@@ -285,9 +285,11 @@ def _do(task, a, b):
         s, k = task.base; base = _read(s, k, a, b); _finite(base, f"{s.name}: '{k}'")
     aux = None
     if task.aux is not None: aux = [None if x is None else _read(x[0], x[1], a, b) for x in task.aux]
+    def emit(row, blk):  # a method that solves in row blocks (RegMean) writes each one as it is done
+        _finite(blk, f"the merged '{task.key}'"); write(task.key, blk, off + row * max(1, math.prod(task.shape[1:])))
     r = merge_tensors(task.method, ts, base, aux, key=task.key, out_dtype=task.out_dtype, offset=off,
-                      thresholds=task.thresholds, **task.params)
-    _finite(r, f"the merged '{task.key}'")
+                      thresholds=task.thresholds, emit=emit if write else None, **task.params)
+    if r is not None: _finite(r, f"the merged '{task.key}'")
     return off, r
 
 # %% ../../nbs/04b_merge.engine.ipynb #16a00004
@@ -343,6 +345,14 @@ def _is_big(task, a):
     "A whole-tensor item bigger than a chunk, or a Gram solve: these run one at a time."
     return task.method is not None and a is None and (math.prod(task.shape) > CHUNK_NUMEL or (task.aux is not None and STATISTICS[task.method.aux].serial))
 
+def _run_big(t, a, b, write):
+    "A big item, alone: a method that can writes its rows as it goes (`emit`, RegMean) and holds no result; then free pages go back."
+    with _BIG:
+        off, r = _do(t, a, b, write)
+        if r is not None: write(t.key, r, off)
+        del r; _trim()
+    return math.prod(t.shape) * 4
+
 # %% ../../nbs/04b_merge.engine.ipynb #16a00008
 def run_tasks(tasks:list, # the plan
               write:Callable, # write(key, tensor, elem_offset)
@@ -351,6 +361,7 @@ def run_tasks(tasks:list, # the plan
               unmap_freed:bool|None=None # glibc: unmap freed blocks of 1 MiB+ (process-wide); None: env VLMERGE_UNMAP_FREED=1
              ):
     "Run every task (row chunks of elementwise ones in parallel, big whole-tensor items one at a time) and hand results to `write`."
+    import contextlib
     threads = threads or max(1, min(4, os.cpu_count() or 1))
     if unmap_freed if unmap_freed is not None else os.environ.get('VLMERGE_UNMAP_FREED', '') not in ('', '0'): _unmap_freed()
     _thresholds(tasks, threads)
@@ -361,16 +372,14 @@ def run_tasks(tasks:list, # the plan
     if threads > 1: torch.set_num_threads(max(1, nt // threads))
     def work(it):
         t, a, b = it
-        if not _is_big(t, a): off, r = _do(t, a, b)
-        else:
-            with _BIG: off, r = _do(t, a, b); write(t.key, r, off); n = r.numel() * 4; del r; _trim(); return n
-        write(t.key, r, off)
+        if _is_big(t, a): return _run_big(t, a, b, write)
+        off, r = _do(t, a, b); write(t.key, r, off)
         return r.numel() * 4
     pending = set()
     try:
-        with ThreadPoolExecutor(threads) as ex:
+        with ThreadPoolExecutor(threads) as ex, (ThreadPoolExecutor(1) if threads > 1 else contextlib.nullcontext(ex)) as bx:  # big items: one thread
             for x in items:
-                pending.add(ex.submit(work, x))
+                pending.add((bx if _is_big(x[0], x[1]) else ex).submit(work, x))
                 if len(pending) >= 2 * threads:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in done: bar.update(f.result())

@@ -52,7 +52,7 @@ class MergeMethod:
     def __repr__(self): return f"MergeMethod({self.name}, base={self.base}, global={list(self.global_params)}, per_model={list(self.model_params)})"
 
 METHODS, ALIASES = {}, {}
-_SPECIAL = ('ts', 'base', 'aux', 'key', 'offset', 'thresholds')
+_SPECIAL = ('ts', 'base', 'aux', 'key', 'offset', 'thresholds', 'emit')
 
 # %% ../../nbs/04_merge.ops.ipynb #c14c0a02
 @dataclasses.dataclass
@@ -402,20 +402,11 @@ def model_stock(ts, base, *, filter_wise:bool=False):
     return tt * avg + (1 - tt) * base
 
 # %% ../../nbs/04_merge.ops.ipynb #54fc164f
-_ROWS = 128  # rows of W solved at a time: (rows, in) float64 blocks beside the one (in, in) factor
+_ROWS = 64  # rows of W solved at a time: three (rows, in) float64 blocks beside the one (in, in) factor
 
-def regmean_solve(Ws:list, # weights (out, in), one per model
-                  Gs:list, # Gram matrices (in, in), one per model
-                  alpha:float=1.0, # α: 1 keeps G, 0 keeps only its diagonal
-                  key:str='', # for messages
-                  dtype:torch.dtype=torch.float64 # result dtype (the solve itself is float64)
-                 ) -> torch.Tensor:
-    "(Σ W_m G̃_m)(Σ G̃_m)⁻¹ with G̃ = αG + (1−α)diag(G), in float64, holding one (in, in) matrix."
-    n = Ws[0].shape[1]
-    for W, G in zip(Ws, Gs):
-        if G.shape != (W.shape[1], W.shape[1]): fail(f"regmean: Gram matrix for '{key}' has shape {tuple(G.shape)}, expected {(W.shape[1], W.shape[1])}")
-    Ws = [W.detach() for W in Ws]  # e.g. a live model's parameters (RegMean++): a solve, not a graph
-    Gs = [G.detach() if G.dtype == torch.float64 else G.detach().double() for G in Gs]  # Gram matrices are collected in float64
+def _regmean_factor(Gs, alpha, key):
+    "The Cholesky factor L of Σ G̃_m, computed in place in the one (in, in) float64 matrix the solve holds."
+    n = Gs[0].shape[0]
     T = torch.zeros(n, n, dtype=torch.float64)
     for G in Gs: T.add_(G)  # Σ G_m; the inputs are never copied whole
     d = T.diagonal().clone()
@@ -425,27 +416,46 @@ def regmean_solve(Ws:list, # weights (out, in), one per model
     L, info = torch.linalg.cholesky_ex(Tf, out=(Tf, torch.empty((), dtype=torch.int32)))  # T's memory now holds L
     if info or not torch.isfinite(L.diagonal()).all() or L.diagonal().min() ** 2 <= 1e-13 * max(dmax, 1e-300):
         fail(f"regmean: the summed Gram matrix for '{key}' is singular (an input direction no expert saw); lower alpha or collect more data")
-    out = torch.empty(Ws[0].shape[0], n, dtype=dtype)
-    R = min(_ROWS, out.shape[0]); w, s, S, Z = (torch.empty(R, n, dtype=torch.float64) for _ in range(4))  # reused buffers
-    for a in range(0, out.shape[0], R):
-        r = min(R, out.shape[0] - a); wb, sb, Sb, Zb = w[:r], s[:r], S[:r], Z[:r]
+    return L
+
+
+# %% ../../nbs/04_merge.ops.ipynb #16a00503
+def regmean_solve(Ws:list, # weights (out, in), one per model
+                  Gs:list, # Gram matrices (in, in), one per model
+                  alpha:float=1.0, # α: 1 keeps G, 0 keeps only its diagonal
+                  key:str='', # for messages
+                  dtype:torch.dtype=torch.float64, # result dtype (the solve itself is float64)
+                  emit:Callable|None=None # emit(row, block): hand each solved row block on instead of holding the result
+                 ) -> torch.Tensor|None:
+    "(Σ W_m G̃_m)(Σ G̃_m)⁻¹ with G̃ = αG + (1−α)diag(G), in float64, holding one (in, in) matrix (None when `emit` took the rows)."
+    for W, G in zip(Ws, Gs):
+        if G.shape != (W.shape[1], W.shape[1]): fail(f"regmean: Gram matrix for '{key}' has shape {tuple(G.shape)}, expected {(W.shape[1], W.shape[1])}")
+    Ws = [W.detach() for W in Ws]  # e.g. a live model's parameters (RegMean++): a solve, not a graph
+    Gs = [G.detach() if G.dtype == torch.float64 else G.detach().double() for G in Gs]  # Gram matrices are collected in float64
+    L, (m, n) = _regmean_factor(Gs, alpha, key), Ws[0].shape
+    out = None if emit else torch.empty(m, n, dtype=dtype)
+    R = max(1, min(_ROWS, m)); w, s, S = (torch.empty(R, n, dtype=torch.float64) for _ in range(3))  # reused buffers
+    for a in range(0, m, R):
+        r = min(R, m - a); wb, sb, Sb = w[:r], s[:r], S[:r]
         Sb.zero_()  # rows a:a+r of Σ W_m G̃_m
         for W, G in zip(Ws, Gs):
             torch.matmul(wb.copy_(W[a:a + r]), G, out=sb)
             if alpha != 1: sb.mul_(alpha).addcmul_(wb, G.diagonal(), value=1 - alpha)
             Sb.add_(sb)
-        torch.linalg.solve_triangular(L.mT, Sb, upper=True, left=False, out=Zb)  # X L Lᵀ = S: Z = XL from Z Lᵀ = S,
-        torch.linalg.solve_triangular(L, Zb, upper=False, left=False, out=Sb)     # then X from X L = Z
-        out[a:a + r] = Sb
+        torch.linalg.solve_triangular(L.mT, Sb, upper=True, left=False, out=sb)  # X L Lᵀ = S: Z = XL from Z Lᵀ = S (in s),
+        torch.linalg.solve_triangular(L, sb, upper=False, left=False, out=Sb)    # then X from X L = Z
+        if emit: emit(a, Sb.to(dtype, copy=True))
+        else: out[a:a + r] = Sb
     return out
+
 
 # %% ../../nbs/04_merge.ops.ipynb #16a00502
 @merge_method('regmean', aux='gram', idempotent=True, ranges={'alpha': (0., 1.)})
-def regmean(ts, *, aux=None, key='', alpha:float=1.0):
+def regmean(ts, *, aux=None, key='', emit=None, alpha:float=1.0):
     "RegMean (Jin et al. 2023) for linear weights with Gram matrices; plain mean for everything else."
     keep = [i for i, G in enumerate(aux or []) if G is not None]
     if ts[0].ndim != 2 or not keep: return linear(ts, weight=[1.] * len(ts))
-    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key, torch.float32)
+    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key, torch.float32, emit)
 
 # %% ../../nbs/04_merge.ops.ipynb #1f9ae71e
 def _expand(m, params, n):
@@ -473,8 +483,9 @@ def merge_tensors(method:str|MergeMethod, # method name or object
                   out_dtype:torch.dtype|None=None, # result dtype (default: the inputs')
                   offset:int=0, # flat index of the first element when `ts` are row chunks
                   thresholds:list|None=None, # per-model magnitude thresholds (whole-model trimming)
+                  emit:Callable|None=None, # emit(row, block): methods that can (RegMean) hand row blocks on and return None
                   **params # method parameters; per-model ones as lists or one value for all
-                 ) -> torch.Tensor:
+                 ) -> torch.Tensor|None:
     "Merge one tensor with a registered method; inputs are not modified."
     m = get_method(method)
     if not ts: fail(f"'{key}': nothing to merge")
@@ -488,6 +499,8 @@ def merge_tensors(method:str|MergeMethod, # method name or object
     sig = inspect.signature(m.fn).parameters
     for k, v in (('aux', aux), ('key', key), ('offset', offset), ('thresholds', thresholds)):
         if k in sig: kw[k] = v
+    if emit is not None and 'emit' in sig: kw['emit'] = lambda a, b: emit(a, b.to(dt))
     args = [[t.float() for t in ts]]
     if m.base != 'none': args.append(base.float() if base is not None else None)
-    return m.fn(*args, **kw).to(dt)
+    r = m.fn(*args, **kw)
+    return None if r is None else r.to(dt)
