@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install export check-sync test test-slow docs demo study-cpu clean lab
+.PHONY: help install export check-sync test test-slow docs demo study-cpu study-cpu-sweep clean lab
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -41,8 +41,11 @@ docs: $(STAMP)  ## build the static documentation site under _docs/ (offline; nb
 demo: $(STAMP)  ## the main job: a small study grid on the built-in world (report under runs/demo)
 	$(BIN)/vlmerge demo --out runs/demo
 
-study-cpu: $(STAMP)  ## the longer CPU study: K_seed 0/100/200/300, two sharing variants, step-matched naive (about an hour; runs/study-cpu)
-	$(BIN)/vlmerge study configs/study-cpu.yaml --out runs/study-cpu --workers 2
+study-cpu: $(STAMP)  ## the demo's grid in full: 3 seeds, the paper's three merges (about 50 minutes; runs/study-cpu)
+	$(BIN)/vlmerge study configs/study-cpu.yaml --out runs/study-cpu --workers 3
+
+study-cpu-sweep: $(STAMP)  ## the K_seed sweep for the distance predictors: K_seed 0/100/200/300, two sharing variants (hours; runs/study-cpu-sweep)
+	$(BIN)/vlmerge study configs/study-cpu-sweep.yaml --out runs/study-cpu-sweep --workers 2
 
 lab: $(STAMP)  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab nbs

@@ -7,10 +7,6 @@ import numpy as np, pytest, torch
 
 SLOW = pytest.mark.skipif(not os.environ.get('VLMERGE_SLOW'), reason='slow: set VLMERGE_SLOW=1')
 MAIN = {'vqa': 'vqa_score', 'nlvr2': 'acc', 'retrieval': 'r_mean', 'classification': 'top1', 'segmentation': 'miou'}
-# The settings the learnability experiments chose, over the demo config (`vlmerge.study.DEMO`); once DEMO carries them
-# these overrides change nothing.
-RECOMMENDED = {'data': {'size': 'demo2'}, 'finetune_steps': {'vqa': 1800, 'nlvr2': 1000, 'retrieval': 50, 'classification': 50, 'segmentation': 800},
-               'finetune_batch': {'nlvr2': 16}}
 SEEDS = [int(s) for s in os.environ.get('VLMERGE_SLOW_SEEDS', '0,1,2').split(',')]
 
 
@@ -25,20 +21,19 @@ def _need(task, floors):
 def _baseline(tmp, seed):
     "Pre-train the demo's modality-agnostic baseline and fine-tune it on each task: {task: scores}, and the seconds spent."
     from vlmerge.core import from_dict
-    from vlmerge.study import DEMO
+    from vlmerge.study import DEMO, StudyConfig, task_finetune
     from vlmerge.pretrain.recipe import PretrainConfig, run_pretrain
     from vlmerge.finetune import FinetuneConfig, run_finetune
-    data = {**DEMO['data'], **RECOMMENDED['data']}
+    data, demo = DEMO['data'], from_dict(StudyConfig, DEMO)   # the demo's world and fine-tuning budget, task by task
     steps = max(DEMO['k_seed']) + DEMO['steps']   # the baseline is pre-trained as long as the merged models in all
     t0 = time.perf_counter()
     pc = from_dict(PretrainConfig, {'model': DEMO['model'], 'data': data, 'objectives': DEMO['objectives'], 'stage': 'agnostic',
                                     'train': {**DEMO['pretrain'], 'steps': steps, 'seed': seed, 'ckpt_every': 0}}, 'learnability')
     model = run_pretrain(pc, tmp/f's{seed}'/'pre')
     secs = {'pretrain': time.perf_counter() - t0}; out = {}
-    for task, n in RECOMMENDED['finetune_steps'].items():
+    for task in MAIN:
         t1 = time.perf_counter()
-        tr = {**DEMO['finetune'].get('train', {}), 'steps': n, 'seed': seed}
-        if task in RECOMMENDED['finetune_batch']: tr['batch_size'] = RECOMMENDED['finetune_batch'][task]
+        tr = {**task_finetune(demo, task)['train'], 'seed': seed}
         cfg = {'task': task, 'model': str(model), 'data': {k: data[k] for k in ('size', 'seed', 'image_size')}, 'train': tr}
         out[task] = run_finetune(from_dict(FinetuneConfig, cfg, 'learnability'), tmp/f's{seed}'/task)
         secs[task] = time.perf_counter() - t1
@@ -52,7 +47,7 @@ def measured(tmp_path_factory):
     from vlmerge.evaluate import TaskData
     from vlmerge.study import DEMO
     torch.set_num_threads(1)
-    d = {**DEMO['data'], **RECOMMENDED['data']}
+    d = DEMO['data']
     floors = data_floors(TaskData(size=d['size'], seed=d['seed'], image_size=d['image_size']), tuple(MAIN))
     tmp = tmp_path_factory.mktemp('learn'); runs = [_baseline(tmp, s) for s in SEEDS]
     mean = {t: float(np.mean([r[0][t][MAIN[t]] for r in runs])) for t in MAIN}

@@ -77,10 +77,23 @@ def test_report_only_and_bad_config(tmp_path):
 
 
 def test_study_cpu_config(root):
-    # the longer CPU study (make study-cpu): K_seed over 4 values, 2 sharing variants, the step-matched naive control
+    # make study-cpu: the demo's grid (model, world, budgets, groups) over 3 seeds and the paper's three merges
+    from vlmerge.core import load_config, from_dict
+    from vlmerge.study import StudyConfig, DEMO, expand, task_finetune, _group_key
+    c, d = load_config(StudyConfig, root/'configs'/'study-cpu.yaml', []), from_dict(StudyConfig, DEMO)
+    for f in ('model', 'data', 'objectives', 'steps', 'k_seed', 'variants', 'naive_steps', 'pretrain', 'tasks', 'baselines'):
+        assert getattr(c, f) == getattr(d, f), f
+    assert all(task_finetune(c, t) == task_finetune(d, t) for t in c.tasks)
+    assert len(c.seeds) == 3 and len(c.methods) == 3 and d.methods[0] in c.methods
+    assert {_group_key(x, c)[1:] for x in expand(c)} == {_group_key(x, d)[1:] for x in expand(d)}
+    assert len(expand(c)) == 3 * (1 + 2 * 3)
+
+
+def test_study_cpu_sweep_config(root):
+    # the K_seed sweep (make study-cpu-sweep): K_seed over 4 values, 2 sharing variants, the step-matched naive control
     from vlmerge.core import load_config
     from vlmerge.study import StudyConfig, DEMO, expand, pretrain_settings
-    c = load_config(StudyConfig, root/'configs'/'study-cpu.yaml', [])
+    c = load_config(StudyConfig, root/'configs'/'study-cpu-sweep.yaml', [])
     assert len(set(c.k_seed)) >= 4 and len(c.variants) >= 2 and c.naive_steps == 'both' and len(c.seeds) >= 3
     assert {n for k, n, naive in pretrain_settings(c) if naive == 'matched'} == {c.steps + k for k in c.k_seed if k}
     assert c.model == DEMO['model'] and c.steps == DEMO['steps']     # the demo's model and budget per stage
@@ -93,7 +106,7 @@ def test_old_configs_keep_their_cells(root):
     from vlmerge.core import load_config
     from vlmerge.study import StudyConfig, DEMO, method_spec, method_label
     from vlmerge.core import from_dict
-    for c in [load_config(StudyConfig, root/'configs'/f, []) for f in ('study-cpu.yaml', 'study-gpu.yaml')] + [from_dict(StudyConfig, DEMO)]:
+    for c in [load_config(StudyConfig, root/'configs'/f, []) for f in ('study-cpu.yaml', 'study-cpu-sweep.yaml', 'study-gpu.yaml')]:
         assert [method_label(m) for m in c.methods] == ['interpolation(alpha=0.5)', 'arithmetic(lambda=1.0)', 'regmean(alpha=0.9)']
         assert [method_spec(m)['method'] for m in c.methods] == ['interpolation', 'task_arithmetic', 'regmean']
 
