@@ -108,25 +108,36 @@ def della_linear(ts, base, *, key='', weight:PerModel[float]=1.0, density:PerMod
     return _della(ts, base, key, weight, density, epsilon, lambda_, normalize, rescale, seed, False)
 
 # %% ../../nbs/04d_merge.modern.ipynb #3a61902b
-def _top_mask(x, k):
-    "Boolean mask of the k largest entries of non-negative x: an exact threshold by histogram, `topk` where ties straddle it."
-    if k == 0: return torch.zeros_like(x, dtype=torch.bool)
-    m = x >= _kth_largest(lambda: x.reshape(-1).split(_BLOCK), k)
-    if int(m.sum()) != k:
-        m.zero_(); m.view(-1)[torch.topk(x.reshape(-1), k).indices] = True
-    return m
-
 def _flat_blocks(n): return [slice(a, min(a + _BLOCK, n)) for a in range(0, n, _BLOCK)]
 
-def _sce_var(ts, base):
-    "Per coordinate, the variance of the τ_i over the models, a block at a time (the one whole temporary is the result)."
-    var, b = torch.empty(base.numel()), base.reshape(-1)
-    for sl in _flat_blocks(base.numel()):
-        tvs = [t.reshape(-1)[sl] - b[sl] for t in ts]
-        mu = _mean(tvs); v = torch.zeros_like(mu)
-        for tv in tvs: v.add_(tv.sub_(mu).square_())
-        var[sl] = v.div_(len(ts))
-    return var
+def _top_mask_blocks(chunks, n, k):
+    "Flat boolean mask of the k largest of n non-negative float32 values that `chunks()` yields in order, in blocks of `_BLOCK`."
+    m = torch.zeros(n, dtype=torch.bool)
+    if k == 0: return m
+    thr = _kth_largest(chunks, k)  # exact, by histogram over the chunks
+    for sl, v in zip(_flat_blocks(n), chunks()): m[sl] = v >= thr
+    if extra := int(m.sum()) - k:  # ties straddle k: drop the last `extra` of them (torch.topk would copy x 4 times over)
+        eq = torch.cat([torch.nonzero(v == thr).squeeze(1).add_(sl.start) for sl, v in zip(_flat_blocks(n), chunks())])
+        m[eq[len(eq) - extra:]] = False
+    return m
+
+def _top_mask(x, k):
+    "Boolean mask of the k largest entries of non-negative x: an exact threshold by histogram; ties at it kept first in index order."
+    return _top_mask_blocks(lambda: x.reshape(-1).split(_BLOCK), x.numel(), k).view(x.shape)
+
+def _sce_var(ts, base, sl):
+    "The variance of the τ_i over the models at the flat coordinates `sl`."
+    b = base.reshape(-1)
+    tvs = [t.reshape(-1)[sl] - b[sl] for t in ts]
+    mu = _mean(tvs); v = torch.zeros_like(mu)
+    for tv in tvs: v.add_(tv.sub_(mu).square_())
+    return v.div_(len(ts))
+
+def _sce_mask(ts, base, select_topk):
+    "SCE's selection: the top `select_topk` of the non-zero variances, recomputed a block at a time (never a whole tensor of them)."
+    var = lambda: (_sce_var(ts, base, sl) for sl in _flat_blocks(base.numel()))
+    k = int(select_topk * sum(int(torch.count_nonzero(v)) for v in var()))
+    return _top_mask_blocks(var, base.numel(), k)
 
 # %% ../../nbs/04d_merge.modern.ipynb #16a00208
 @merge_method('sce', ranges={'select_topk': (0., 1.)})
@@ -135,7 +146,7 @@ def sce(ts, base, *, select_topk:float=1.0, int8_mask:bool=False):
     if not 0 <= select_topk <= 1: fail(f"sce: select_topk = {select_topk} is outside [0, 1]")
     b, M = base.reshape(-1), None
     if select_topk < 1:
-        var = _sce_var(ts, base); M = _top_mask(var, int(select_topk * int(torch.count_nonzero(var)))); del var
+        M = _sce_mask(ts, base, select_topk)
     def tvs(sl):  # the selected τ_i of one block of coordinates
         return [(t.reshape(-1)[sl] - b[sl]).mul_(M[sl]) if M is not None else t.reshape(-1)[sl] - b[sl] for t in ts]
     e = [0.] * len(ts)
@@ -299,7 +310,9 @@ def _oriented(ts, base):
     return N, r, rows, put
 
 
-def _blocks(N, r): step = max(1, _BLOCK // max(1, r)); return [(a, min(a + step, N)) for a in range(0, N, step)]
+def _blocks(N, r):
+    "Row ranges of about `_BLOCK`/4 elements: float64 blocks of 2 MiB, which glibc's heap hands back better than 8 MiB ones."
+    step = max(1, _BLOCK // 4 // max(1, r)); return [(a, min(a + step, N)) for a in range(0, N, step)]
 
 def _gram(f, N, r):
     "Σ over row blocks of XᵀX (float64) for the matrix whose rows a:b are f(a, b)."
@@ -365,15 +378,14 @@ def iso_c(ts, base, *, scaling_factor:float=1.0):
     return out
 
 # %% ../../nbs/04d_merge.modern.ipynb #16a00205
-@merge_method('iso_cts', ranges={'common_space_fraction': (0., 1.)})
-def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0.8):
-    "Iso-CTS (Marczak et al. 2025): common plus task-specific singular subspaces, orthogonalised, one mean singular value."
-    if not 0 <= common_space_fraction <= 1: fail(f"iso_cts: common_space_fraction = {common_space_fraction} is outside [0, 1]")
-    if base.ndim != 2: return _ta_mean(ts, base, scaling_factor)
-    T, r = len(ts), min(base.shape)
-    kt = round((r - int(r * common_space_fraction)) / T)
+def _iso_cts_split(r, T, frac):
+    "(k_c, k_t): the common subspace's size and each task's (FusionBench's rounding; T k_t + k_c = r)."
+    kt = round((r - int(r * frac)) / T)
     if kt * T > r: kt = r // T
-    kc = r - kt * T
+    return r - kt * T, kt
+
+def _iso_cts_whole(ts, base, scaling_factor, kc, kt):
+    "Iso-CTS on whole float64 matrices: a full SVD of the sum (the reference path, and the fallback)."
     tot = torch.zeros_like(base, dtype=torch.float64)
     for t in ts: tot.add_(t - base)  # τ_i made one at a time, in float32, summed in float64
     U, S, Vh = torch.linalg.svd(tot, full_matrices=False); del tot
@@ -386,6 +398,52 @@ def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0
         Us.append(u); Ss.append(s); Vs.append(vh); del tv
     sbar = float(torch.cat(Ss).mean())
     return base + (scaling_factor * sbar) * (_polar(torch.cat(Us, 1)) @ _polar(torch.cat(Vs, 0))).float()
+
+def _top_eigh(G, k):
+    "The k largest eigenvalues (descending) of a symmetric G and their eigenvectors."
+    lam, V = torch.linalg.eigh(G); n = lam.numel()
+    return lam[n - k:].flip(0), V[:, n - k:].flip(1)
+
+# %% ../../nbs/04d_merge.modern.ipynb #17b00302
+@merge_method('iso_cts', ranges={'common_space_fraction': (0., 1.)})
+def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0.8):
+    "Iso-CTS (Marczak et al. 2025): common plus task-specific singular subspaces, orthogonalised, one mean singular value."
+    if not 0 <= common_space_fraction <= 1: fail(f"iso_cts: common_space_fraction = {common_space_fraction} is outside [0, 1]")
+    if base.ndim != 2: return _ta_mean(ts, base, scaling_factor)
+    T, (N, r, rows, put), f64 = len(ts), _oriented(ts, base), torch.float64
+    kc, kt = _iso_cts_split(r, T, common_space_fraction)
+    tot = lambda a, b: sum(rows(i, a, b) for i in range(T))  # rows of S = Σ τ_i (oriented), a block at a time
+    lam, W = _top_eigh(_gram(tot, N, r), r)
+    if r and lam[max(kc, 1) - 1] <= 1e-12 * max(float(lam[0]), 1e-300): return _iso_cts_whole(ts, base, scaling_factor, kc, kt)
+    s = lam.clamp(min=0).sqrt(); Wc = W[:, :kc]; Cc = Wc / s[:kc]  # S's top k_c singular directions: S W_c / s_c and W_c
+    if base.shape[0] >= base.shape[1]:  # U_c = S C_c has N rows: τ_i − U_cU_cᵀτ_i = τ_i − S K_i, K_i = C_c C_cᵀ (Sᵀτ_i)
+        X = [torch.zeros(r, r, dtype=f64) for _ in ts]
+        for a, b in _blocks(N, r):
+            x = tot(a, b)
+            for i, m in enumerate(X): m.addmm_(x.T, rows(i, a, b))
+        K = [Cc @ (Cc.T @ m) for m in X]; del X
+        Z = lambda i, a, b, x: rows(i, a, b) - x @ K[i]
+    else:  # U_c = W_c is r × k_c: τ_iᵀ with W_c's span taken out on the right
+        Q = torch.eye(r, dtype=f64) - Wc @ Wc.T
+        Z = lambda i, a, b, x: rows(i, a, b) @ Q
+    G = [torch.zeros(r, r, dtype=f64) for _ in range(T if kt else 0)]  # Z_iᵀZ_i, all in one pass
+    for a, b in _blocks(N, r) if kt else []:
+        x = tot(a, b)
+        for i, g in enumerate(G): z = Z(i, a, b, x); g.addmm_(z.T, z)
+    Cs, Vs, Ss = [], [Wc], [s[:kc]]  # each task's top k_t: Z_i V_i / σ_i and V_i
+    for g in G:
+        li, V = _top_eigh(g, kt); si = li.clamp(min=0).sqrt()
+        Cs.append(V / torch.where(si > 0, si, 1.)); Vs.append(V); Ss.append(si)
+    del G
+    def Y(a, b):  # rows of the concatenated N-side singular vectors
+        x = tot(a, b)
+        return torch.cat([x @ Cc] + [Z(i, a, b, x) @ C for i, C in enumerate(Cs)], 1)
+    P = _inv_sqrt(_gram(Y, N, r))  # polar(Y) = Y (YᵀY)^(-1/2)
+    if P is None: return _iso_cts_whole(ts, base, scaling_factor, kc, kt)
+    R = (P @ _polar(torch.cat(Vs, 1)).T).mul_(scaling_factor * float(torch.cat(Ss).mean()))
+    out = torch.empty_like(base)
+    for a, b in _blocks(N, r): put(out, a, b, rows(None, a, b) + Y(a, b) @ R)
+    return out
 
 # %% ../../nbs/04d_merge.modern.ipynb #703d2152
 @merge_method('regmean_plusplus', aux='gram_sequential', idempotent=True, ranges={'reduce_non_diagonal_ratio': (0., 1.)})
