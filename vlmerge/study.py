@@ -483,6 +483,10 @@ def _write_csv(rows, path):
 
 def _mean_std(v): return (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
 
+def _mean_pm(v) -> str:
+    "'mean ± std' over seeds, or 'mean (one seed)' where there is no spread to show."
+    mu, sd = _mean_std(v); return f"{mu:.3f} ± {sd:.3f}" if len(v) > 1 else f"{mu:.3f} (one seed)"
+
 # %% ../nbs/07_study.ipynb #d1f0a002
 FLOOR_NAMES = {'chance': 'chance', 'constant': 'best constant', 'text_only': 'text-only'}
 
@@ -537,10 +541,10 @@ def tables(rows:list, # from `collect`
                '|---|---|---|---|---|---|' + ('---|' if hi else '') + '---|---|']
         base = None
         for (kind, k, n, v, m), rs in sorted(groups.items(), key=_order):
-            mu, sd = _mean_std([r['value'] for r in rs])
+            mu = float(np.mean([r['value'] for r in rs]))
             if kind == 'agnostic' and base is None: base = mu
             vs = (f" {mu - hi[1]:+.3f} {'✓' if mu > hi[1] else '✗'} |" if hi else '')
-            md.append(f"| {kind} | {k} | {n or ''} | {v} | {m} | {mu:.3f}{f' ± {sd:.3f}' if len(rs) > 1 else ' (one seed)'} |{vs} {len(rs)} | {human_count(int(rs[0]['params']))} |")
+            md.append(f"| {kind} | {k} | {n or ''} | {v} | {m} | {_mean_pm([r['value'] for r in rs])} |{vs} {len(rs)} | {human_count(int(rs[0]['params']))} |")
         if hi and base is not None:
             md += ['', f"The modality-agnostic baseline {'**beats**' if base > hi[1] else '**does not beat**'} its highest floor "
                        f"({FLOOR_NAMES.get(hi[0], hi[0])} {hi[1]:.3f}): {base:.3f} ({base - hi[1]:+.3f})."]
@@ -565,7 +569,7 @@ def naive_vs_recipe(rows:list, # from `collect`
     if not recipes: return ''
     def cell(kind, ks, naive, steps, v, m):
         xs = [x for key, x in mean.items() if key[:6] == (kind, ks, naive, steps, v, m)]
-        return (f"{np.mean(xs):.3f}" + (f" ± {_mean_std(xs)[1]:.3f}" if len(xs) > 1 else ' (one seed)'), float(np.mean(xs))) if xs else ('–', None)
+        return (_mean_pm(xs), float(np.mean(xs))) if xs else ('–', None)
     md = ['## Recipe against naive merging, two ways of counting steps', '', STEP_COUNTING, '',
           'Scores: the mean over tasks of each main metric, mean ± std over seeds; Δ = recipe − naive.', '',
           '| model | variant | method | K_seed | recipe (K_seed + K) | naive, paper (K) | Δ paper | naive, matched (K_seed + K) | Δ matched |',
