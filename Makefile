@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install export check-sync test test-slow docs demo study-cpu study-cpu-sweep clean lab
+.PHONY: help install export check-sync test test-slow docs demo study-cpu study-cpu-sweep fold-study-cpu fold-study-gpu clean lab
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -46,6 +46,12 @@ study-cpu: $(STAMP)  ## the demo's grid in full: 3 seeds, the paper's three merg
 
 study-cpu-sweep: $(STAMP)  ## the K_seed sweep for the distance predictors: K_seed 0/100/200/300, two sharing variants (hours; runs/study-cpu-sweep)
 	$(BIN)/vlmerge study configs/study-cpu-sweep.yaml --out runs/study-cpu-sweep --workers 2
+
+fold-study-cpu: $(STAMP)  ## every fold-capable merge method, 2 settings each, 3 seeds (TIME_PLACEHOLDER; runs/fold-study-cpu)
+	$(BIN)/vlmerge study configs/fold-study-cpu.yaml --out runs/fold-study-cpu --workers 3
+
+fold-study-gpu: $(STAMP)  ## the fold study at GPU scale, five tasks (one GPU, not yet run; runs/fold-study-gpu)
+	$(BIN)/vlmerge study configs/fold-study-gpu.yaml --out runs/fold-study-gpu --workers 3
 
 lab: $(STAMP)  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab nbs

@@ -115,13 +115,21 @@ def test_fold_study_config(root):
     # every method that can fold the study's experts, each with a 2-point sweep, 3 seeds, the five tasks
     from collections import Counter
     from vlmerge.core import load_config
-    from vlmerge.study import StudyConfig, DEMO, TASKS, expand, fold_methods, method_spec, _expert_counts
-    c = load_config(StudyConfig, root/'configs'/'fold-study-cpu.yaml', [])
+    from vlmerge.study import StudyConfig, DEMO, TASKS, expand, fold_methods, method_spec, _expert_counts, task_finetune
+    c, g = (load_config(StudyConfig, root/'configs'/f'fold-study-{x}.yaml', []) for x in ('cpu', 'gpu'))
     n = Counter(method_spec(m)['method'] for m in c.methods)
     assert set(n) == {name for name, _ in fold_methods(_expert_counts(c.model))} and set(n.values()) == {2}
-    assert len(c.seeds) == 3 and list(c.tasks) == list(TASKS) and c.model == DEMO['model'] and c.steps == DEMO['steps']
+    # the CPU study: the demo's model, world and pre-training; the three tasks that are cheap to fine-tune on 2 cores, and
+    # zero-shot scores (VQA and NLVR2 are left to the GPU config for time)
+    assert len(c.seeds) == 3 and list(c.tasks) == ['retrieval', 'classification', 'segmentation'] and c.model == DEMO['model']
+    assert c.steps == DEMO['steps'] and c.data.size == DEMO['data']['size'] and c.pretrain == DEMO['pretrain'] and c.zero_shot
+    assert {t: task_finetune(c, t)['train'] for t in c.tasks} == {'retrieval': {'steps': 50}, 'classification': {'steps': 50}, 'segmentation': {'steps': 400}}
     assert len({(x['k_seed'], x['steps']) for x in expand(c)}) == 2          # one pre-trained group (plus the agnostic baseline)
     assert len(expand(c)) == 3 * (2 * len(n) + 2)
+    # the GPU study: the same merges on configs/study-gpu.yaml's model, all five tasks
+    s = load_config(StudyConfig, root/'configs'/'study-gpu.yaml', [])
+    assert g.methods == c.methods and list(g.tasks) == list(TASKS) and g.model == s.model and g.data == s.data and g.steps == s.steps
+    assert g.k_seed == [s.steps] and len(g.seeds) == 3 and len(expand(g)) == len(expand(c))
 
 
 FOLD = """seeds: [0, 1]
