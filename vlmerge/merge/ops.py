@@ -482,12 +482,17 @@ def regmean_solve(Ws:list, # weights (out, in), one per model
     return out
 
 # %% ../../nbs/04_merge.ops.ipynb #16a00502
+_MEAN_NUMEL = 2**20  # elements per row block of a streamed mean
+
 @merge_method('regmean', aux='gram', idempotent=True, ranges={'alpha': (0., 1.)})
 def regmean(ts, *, aux=None, key='', emit=None, alpha:float=1.0):
     "RegMean (Jin et al. 2023) for linear weights with Gram matrices; plain mean for everything else."
     keep = [i for i, G in enumerate(aux or []) if G is not None]
-    if ts[0].ndim != 2 or not keep: return linear(ts, weight=[1.] * len(ts))
-    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key, torch.float32, emit)
+    if ts[0].ndim == 2 and keep: return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key, torch.float32, emit)
+    mean = lambda xs: linear(xs, weight=[1.] * len(xs))
+    if emit is None or ts[0].ndim == 0: return mean(ts)
+    R = max(1, _MEAN_NUMEL // max(1, math.prod(ts[0].shape[1:])))
+    for a in range(0, ts[0].shape[0], R): emit(a, mean([t[a:a + R] for t in ts]))
 
 # %% ../../nbs/04_merge.ops.ipynb #1f9ae71e
 def _expand(m, params, n):
