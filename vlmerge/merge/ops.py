@@ -402,22 +402,56 @@ def model_stock(ts, base, *, filter_wise:bool=False):
     return tt * avg + (1 - tt) * base
 
 # %% ../../nbs/04_merge.ops.ipynb #54fc164f
-_ROWS = 64  # rows of W solved at a time: three (rows, in) float64 blocks beside the one (in, in) factor
+_ROWS = 64  # rows of W solved at a time: three (rows, in) float64 blocks beside the factor
+_TILE = 256  # rows and columns of a tile of the factor
 
-def _regmean_factor(Gs, alpha, key):
-    "The Cholesky factor L of Σ G̃_m, computed in place in the one (in, in) float64 matrix the solve holds."
-    n = Gs[0].shape[0]
-    T = torch.zeros(n, n, dtype=torch.float64)
-    for G in Gs: T.add_(G)  # Σ G_m; the inputs are never copied whole
-    d = T.diagonal().clone()
-    if alpha != 1: T.mul_(alpha).diagonal().copy_(d)  # Σ G̃_m = α Σ G_m + (1−α) diag(Σ G_m)
-    dmax = float(d.max()) if n else 0.
-    Tf = T.mT  # T is symmetric: its transpose is the column-major matrix LAPACK factors in place, with no copy
-    L, info = torch.linalg.cholesky_ex(Tf, out=(Tf, torch.empty((), dtype=torch.int32)))  # T's memory now holds L
-    if info or not torch.isfinite(L.diagonal()).all() or L.diagonal().min() ** 2 <= 1e-13 * max(dmax, 1e-300):
-        fail(f"regmean: the summed Gram matrix for '{key}' is singular (an input direction no expert saw); lower alpha or collect more data")
-    return L
+def _tiles(n, b=_TILE):
+    "Column bounds `c` of the tiles and the lower-triangle tiles `T[i][j]` (i ≥ j): zeroed views into one float64 buffer."
+    c = list(range(0, n, b)) + [n]; p = len(c) - 1
+    buf = torch.zeros(sum((c[i + 1] - c[i]) * c[i + 1] for i in range(p)), dtype=torch.float64)
+    T, o = [], 0
+    for i in range(p):
+        T.append([])
+        for j in range(i + 1):
+            h, w = c[i + 1] - c[i], c[j + 1] - c[j]
+            T[i].append(buf[o:o + h * w].view(h, w)); o += h * w
+    return c, T
 
+# %% ../../nbs/04_merge.ops.ipynb #16a00603
+def _regmean_factor(Gs, alpha, key, b=_TILE):
+    "Column bounds and lower-triangle tiles of the Cholesky factor L of Σ G̃_m (see above), in one buffer of n(n+b)/2 numbers."
+    c, L = _tiles(Gs[0].shape[0], b); p, dmax = len(c) - 1, 0.
+    for i in range(p):
+        for j in range(i + 1):
+            t = L[i][j]
+            for G in Gs: t.add_(G[c[i]:c[i + 1], c[j]:c[j + 1]])  # a tile of Σ G_m; the inputs are never copied whole
+            if i == j: d = t.diagonal().clone(); dmax = max(dmax, float(d.max()))
+            if alpha != 1:  # Σ G̃_m = α Σ G_m + (1−α) diag(Σ G_m)
+                t.mul_(alpha)
+                if i == j: t.diagonal().copy_(d)
+    info = torch.empty((), dtype=torch.int32)
+    for j in range(p):
+        for i in range(j, p):
+            for k in range(j): L[i][j].addmm_(L[i][k], L[j][k].mT, alpha=-1)  # A_ij − Σ_k L_ik L_jkᵀ
+        D = L[j][j].mT  # the tile is symmetric: its transpose is the column-major matrix LAPACK factors in place
+        torch.linalg.cholesky_ex(D, out=(D, info)); L[j][j] = D
+        dd = D.diagonal()
+        if info or not torch.isfinite(dd).all() or dd.min() ** 2 <= 1e-13 * max(dmax, 1e-300):
+            fail(f"regmean: the summed Gram matrix for '{key}' is singular (an input direction no expert saw); lower alpha or collect more data")
+        for i in range(j + 1, p): torch.linalg.solve_triangular(D.mT, L[i][j], upper=True, left=False, out=L[i][j])  # L_ij L_jjᵀ = A_ij
+    return c, L
+
+# %% ../../nbs/04_merge.ops.ipynb #16a00606
+def _tri_solve(c, L, S):
+    "X with X L Lᵀ = S for the tiled factor (c, L), computed in S's memory (see above)."
+    col = lambda j: S[:, c[j]:c[j + 1]]
+    for j in range(len(c) - 1):  # Z Lᵀ = S
+        for k in range(j): col(j).addmm_(col(k), L[j][k].mT, alpha=-1)
+        torch.linalg.solve_triangular(L[j][j].mT, col(j), upper=True, left=False, out=col(j))
+    for j in reversed(range(len(c) - 1)):  # X L = Z
+        for i in range(j + 1, len(c) - 1): col(j).addmm_(col(i), L[i][j], alpha=-1)
+        torch.linalg.solve_triangular(L[j][j], col(j), upper=False, left=False, out=col(j))
+    return S
 
 # %% ../../nbs/04_merge.ops.ipynb #16a00503
 def regmean_solve(Ws:list, # weights (out, in), one per model
@@ -427,12 +461,12 @@ def regmean_solve(Ws:list, # weights (out, in), one per model
                   dtype:torch.dtype=torch.float64, # result dtype (the solve itself is float64)
                   emit:Callable|None=None # emit(row, block): hand each solved row block on instead of holding the result
                  ) -> torch.Tensor|None:
-    "(Σ W_m G̃_m)(Σ G̃_m)⁻¹ with G̃ = αG + (1−α)diag(G), in float64, holding one (in, in) matrix (None when `emit` took the rows)."
+    "(Σ W_m G̃_m)(Σ G̃_m)⁻¹ with G̃ = αG + (1−α)diag(G), in float64, holding the lower triangle of one (in, in) matrix (None when `emit` took the rows)."
     for W, G in zip(Ws, Gs):
         if G.shape != (W.shape[1], W.shape[1]): fail(f"regmean: Gram matrix for '{key}' has shape {tuple(G.shape)}, expected {(W.shape[1], W.shape[1])}")
     Ws = [W.detach() for W in Ws]  # e.g. a live model's parameters (RegMean++): a solve, not a graph
     Gs = [G.detach() if G.dtype == torch.float64 else G.detach().double() for G in Gs]  # Gram matrices are collected in float64
-    L, (m, n) = _regmean_factor(Gs, alpha, key), Ws[0].shape
+    (c, L), (m, n) = _regmean_factor(Gs, alpha, key), Ws[0].shape
     out = None if emit else torch.empty(m, n, dtype=dtype)
     R = max(1, min(_ROWS, m)); w, s, S = (torch.empty(R, n, dtype=torch.float64) for _ in range(3))  # reused buffers
     for a in range(0, m, R):
@@ -442,20 +476,23 @@ def regmean_solve(Ws:list, # weights (out, in), one per model
             torch.matmul(wb.copy_(W[a:a + r]), G, out=sb)
             if alpha != 1: sb.mul_(alpha).addcmul_(wb, G.diagonal(), value=1 - alpha)
             Sb.add_(sb)
-        torch.linalg.solve_triangular(L.mT, Sb, upper=True, left=False, out=sb)  # X L Lᵀ = S: Z = XL from Z Lᵀ = S (in s),
-        torch.linalg.solve_triangular(L, sb, upper=False, left=False, out=Sb)    # then X from X L = Z
+        _tri_solve(c, L, Sb)  # X L Lᵀ = S, in place
         if emit: emit(a, Sb.to(dtype, copy=True))
         else: out[a:a + r] = Sb
     return out
 
-
 # %% ../../nbs/04_merge.ops.ipynb #16a00502
+_MEAN_NUMEL = 2**20  # elements per row block of a streamed mean
+
 @merge_method('regmean', aux='gram', idempotent=True, ranges={'alpha': (0., 1.)})
 def regmean(ts, *, aux=None, key='', emit=None, alpha:float=1.0):
     "RegMean (Jin et al. 2023) for linear weights with Gram matrices; plain mean for everything else."
     keep = [i for i, G in enumerate(aux or []) if G is not None]
-    if ts[0].ndim != 2 or not keep: return linear(ts, weight=[1.] * len(ts))
-    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key, torch.float32, emit)
+    if ts[0].ndim == 2 and keep: return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key, torch.float32, emit)
+    mean = lambda xs: linear(xs, weight=[1.] * len(xs))
+    if emit is None or ts[0].ndim == 0: return mean(ts)
+    R = max(1, _MEAN_NUMEL // max(1, math.prod(ts[0].shape[1:])))
+    for a in range(0, ts[0].shape[0], R): emit(a, mean([t[a:a + R] for t in ts]))
 
 # %% ../../nbs/04_merge.ops.ipynb #1f9ae71e
 def _expand(m, params, n):
