@@ -47,7 +47,7 @@ study-cpu: $(STAMP)  ## the demo's grid in full: 3 seeds, the paper's three merg
 study-cpu-sweep: $(STAMP)  ## the K_seed sweep for the distance predictors: K_seed 0/100/200/300, two sharing variants (hours; runs/study-cpu-sweep)
 	$(BIN)/vlmerge study configs/study-cpu-sweep.yaml --out runs/study-cpu-sweep --workers 2
 
-fold-study-cpu: $(STAMP)  ## every fold-capable merge method, 2 settings each, 3 seeds (TIME_PLACEHOLDER; runs/fold-study-cpu)
+fold-study-cpu: $(STAMP)  ## every fold-capable merge method, 2 settings each, 3 seeds (about an hour on 2 cores; runs/fold-study-cpu)
 	$(BIN)/vlmerge study configs/fold-study-cpu.yaml --out runs/fold-study-cpu --workers 3
 
 fold-study-gpu: $(STAMP)  ## the fold study at GPU scale, five tasks (one GPU, not yet run; runs/fold-study-gpu)
