@@ -260,6 +260,7 @@ def _finite(t, what):
 # %% ../../nbs/04b_merge.engine.ipynb #16a00003
 def _elementwise(task):
     if task.thresholds is not None: return True  # trimming thresholds known: the rest is coordinate-wise
+    if task.method and task.method.elementwise_without_aux and not any(x is not None for x in task.aux or ()): return True  # e.g. RegMean's mean
     e = task.method.elementwise if task.method else True
     return e(task.params) if callable(e) else e
 

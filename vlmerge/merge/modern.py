@@ -446,7 +446,7 @@ def iso_cts(ts, base, *, scaling_factor:float=1.0, common_space_fraction:float=0
     return out
 
 # %% ../../nbs/04d_merge.modern.ipynb #703d2152
-@merge_method('regmean_plusplus', aux='gram_sequential', idempotent=True, ranges={'reduce_non_diagonal_ratio': (0., 1.)})
+@merge_method('regmean_plusplus', aux='gram_sequential', idempotent=True, elementwise_without_aux=True, ranges={'reduce_non_diagonal_ratio': (0., 1.)})
 def regmean_plusplus(ts, *, aux=None, key='', reduce_non_diagonal_ratio:float=1.0):
     "RegMean++ (Nguyen et al. 2025): RegMean's solve on Gram matrices taken from the merged model's earlier layers."
     if not 0 <= reduce_non_diagonal_ratio <= 1: fail(f"regmean_plusplus: reduce_non_diagonal_ratio = {reduce_non_diagonal_ratio} is outside [0, 1]")

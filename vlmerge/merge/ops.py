@@ -37,6 +37,7 @@ class MergeMethod:
     argnames: dict = dataclasses.field(default_factory=dict) # parameter -> the kernel's argument name
     n_models: tuple|None = None # ((min, max) models without a base, (min, max) with one); max None: no limit; None: any
     ranges: dict = dataclasses.field(default_factory=dict) # parameter -> (lo, hi), inclusive, checked for every value
+    elementwise_without_aux: bool = False # with no statistic for any model the kernel is coordinate-wise (RegMean's mean): streamable
     def params(self) -> dict: return {**self.global_params, **self.model_params}
     def count_error(self, n:int, with_base:bool) -> str|None:
         "Why the method cannot merge `n` models (besides the base when `with_base`), or None when it can."
@@ -89,7 +90,8 @@ def merge_method(name:str, # the method's name in configs
                  elementwise:Callable|bool=False, # True, or a function of the parameters, when the kernel works coordinate-wise
                  aliases:tuple=(), # other names for the same method
                  n_models:tuple|None=None, # ((min, max) models without a base, (min, max) with one), checked up front
-                 ranges:dict|None=None # {parameter: (lo, hi)}: the values it accepts, inclusive
+                 ranges:dict|None=None, # {parameter: (lo, hi)}: the values it accepts, inclusive
+                 elementwise_without_aux:bool=False # a tensor no model has a statistic for is merged coordinate-wise
                 ):
     "Decorator registering a merge kernel `fn(ts, [base], *, params...)` under `name`."
     def deco(fn):
@@ -104,7 +106,8 @@ def merge_method(name:str, # the method's name in configs
             per = typing.get_origin(tp) is Annotated and PerModel in tp.__metadata__
             types[pub], argn[pub] = (typing.get_args(tp)[0] if per else tp), p.name
             (mp if per else gp)[pub] = p.default
-        m = MergeMethod(name, fn, base, gp, mp, types, aux, idempotent, elementwise, (fn.__doc__ or '').strip(), argn, n_models, dict(ranges or {}))
+        m = MergeMethod(name, fn, base, gp, mp, types, aux, idempotent, elementwise, (fn.__doc__ or '').strip(), argn, n_models, dict(ranges or {}),
+                        elementwise_without_aux)
         _check_decl(name, m)
         METHODS[name] = m
         for a in aliases: ALIASES[a] = name
@@ -482,17 +485,12 @@ def regmean_solve(Ws:list, # weights (out, in), one per model
     return out
 
 # %% ../../nbs/04_merge.ops.ipynb #16a00502
-_MEAN_NUMEL = 2**20  # elements per row block of a streamed mean
-
-@merge_method('regmean', aux='gram', idempotent=True, ranges={'alpha': (0., 1.)})
+@merge_method('regmean', aux='gram', idempotent=True, elementwise_without_aux=True, ranges={'alpha': (0., 1.)})
 def regmean(ts, *, aux=None, key='', emit=None, alpha:float=1.0):
     "RegMean (Jin et al. 2023) for linear weights with Gram matrices; plain mean for everything else."
     keep = [i for i, G in enumerate(aux or []) if G is not None]
-    if ts[0].ndim == 2 and keep: return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key, torch.float32, emit)
-    mean = lambda xs: linear(xs, weight=[1.] * len(xs))
-    if emit is None or ts[0].ndim == 0: return mean(ts)
-    R = max(1, _MEAN_NUMEL // max(1, math.prod(ts[0].shape[1:])))
-    for a in range(0, ts[0].shape[0], R): emit(a, mean([t[a:a + R] for t in ts]))
+    if ts[0].ndim != 2 or not keep: return linear(ts, weight=[1.] * len(ts))
+    return regmean_solve([ts[i] for i in keep], [aux[i] for i in keep], alpha, key, torch.float32, emit)
 
 # %% ../../nbs/04_merge.ops.ipynb #1f9ae71e
 def _expand(m, params, n):
